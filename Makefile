@@ -1,0 +1,22 @@
+# The two commands of the README, and a few conveniences. Every target prepares
+# what it needs itself (scripts/bootstrap.sh), so each works on a fresh machine.
+.PHONY: run test lint bootstrap clean
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+# Run the product on the embedded local stack (Ctrl-C stops everything).
+run: bootstrap
+	.venv/bin/tracker up $(ARGS)
+
+# The whole test suite: lint, unit, integration (real Kafka and Redis), doctests.
+test: bootstrap
+	.venv/bin/ruff check .
+	.venv/bin/python -m pytest $(ARGS)
+
+lint: bootstrap
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+clean:
+	rm -rf .venv var .pytest_cache .ruff_cache

@@ -1,0 +1,59 @@
+"""Shared fixtures: one real Kafka broker and one real Redis for the whole test session.
+
+By default the session starts them with :mod:`tracker.devstack` (the same code
+behind ``tracker up``) and stops them at the end. To iterate faster against
+services you already run, set ``TRACKER_TEST_KAFKA_BOOTSTRAP`` and
+``TRACKER_TEST_REDIS_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from tracker.settings import Settings
+
+
+@dataclass(frozen=True)
+class StackEndpoints:
+    kafka_bootstrap: str
+    redis_url: str
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[StackEndpoints]:
+    """Real Kafka (KRaft) and Redis on loopback, with the project's topics created."""
+    external_kafka = os.environ.get("TRACKER_TEST_KAFKA_BOOTSTRAP")
+    external_redis = os.environ.get("TRACKER_TEST_REDIS_URL")
+    if external_kafka and external_redis:
+        from tracker.devstack.topics import create_topics
+
+        create_topics(Settings(kafka_bootstrap=external_kafka))
+        yield StackEndpoints(external_kafka, external_redis)
+        return
+
+    from tracker.devstack.stack import LocalStack
+
+    with LocalStack(settings=Settings(environment="test")) as local:
+        yield StackEndpoints(local.kafka_bootstrap, local.redis_url)
+
+
+@pytest.fixture
+def settings(stack: StackEndpoints) -> Settings:
+    """Settings pointing at the session's real services."""
+    return Settings(
+        environment="test",
+        kafka_bootstrap=stack.kafka_bootstrap,
+        redis_url=stack.redis_url,
+        redis_timeout_seconds=2.0,
+    )
+
+
+@pytest.fixture
+def site_id() -> str:
+    """A site id unique to the test, so tests sharing the broker and Redis never see each other's data."""
+    return f"test-{uuid.uuid4().hex[:10]}"

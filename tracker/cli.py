@@ -1,0 +1,213 @@
+"""The ``tracker`` command line: the whole local product, or one service at a time.
+
+``tracker up`` starts real Kafka and Redis on loopback, the collector, a stream
+worker and the offer API, then drives simulated visitors through it. Each
+service also runs on its own (``tracker collector``, ``tracker worker``,
+``tracker api``) against the Kafka and Redis named by ``TRACKER_*`` settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+
+from tracker.errors import TrackerError
+from tracker.settings import Settings, get_settings
+
+app = typer.Typer(
+    help="Real-time visitor behaviour tracker and next-best-offer engine.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+stack_app = typer.Typer(
+    help="The embedded local stack (real Kafka and Redis on loopback).", no_args_is_help=True
+)
+app.add_typer(stack_app, name="stack")
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code=1)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C so that `kill` stops the stack as cleanly as Ctrl-C does."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@app.command()
+def collector() -> None:
+    """Run the collector (POST /v1/events) against the configured Kafka."""
+    from tracker.collect.app import serve
+
+    serve(get_settings())
+
+
+@app.command()
+def worker(loglevel: Annotated[str, typer.Option(help="Faust log level.")] = "info") -> None:
+    """Run one Faust stream worker; start more to share the partitions."""
+    from tracker.streams.app import run_worker
+
+    sys.argv = [sys.argv[0], "worker"]  # Faust's Worker reads its own argv
+    run_worker(get_settings(), loglevel=loglevel)
+
+
+@app.command()
+def api() -> None:
+    """Run the offer API (GET /v1/offers) against the configured Redis."""
+    from tracker.serve.app import serve
+
+    serve(get_settings())
+
+
+@app.command()
+def topics() -> None:
+    """Create the project's Kafka topics on the configured broker (idempotent)."""
+    from tracker.devstack.topics import create_topics
+
+    settings = get_settings()
+    try:
+        created = create_topics(settings)
+    except TrackerError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"created: {', '.join(created) or 'none (all existed)'} on {settings.kafka_bootstrap}")
+
+
+@app.command()
+def schema(
+    output: Annotated[Path | None, typer.Option(help="Write here instead of standard output.")] = None,
+) -> None:
+    """Print the JSON Schema of one tracked event, for integrators."""
+    from tracker.schema import event_json_schema
+
+    text = orjson.dumps(event_json_schema(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+    if output:
+        output.write_text(text + "\n")
+    else:
+        typer.echo(text)
+
+
+@stack_app.command("prepare")
+def stack_prepare() -> None:
+    """Download the Kafka jars and install redis-server, starting nothing."""
+    from tracker.devstack.stack import prepare
+
+    try:
+        libs = prepare(get_settings())
+    except TrackerError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"Kafka jars ready in {libs}; redis-server installed.")
+
+
+@stack_app.command("run")
+def stack_run(
+    kafka_port: Annotated[int, typer.Option(help="Kafka port; 0 picks a free one.")] = 9092,
+    redis_port: Annotated[int, typer.Option(help="Redis port; 0 picks a free one.")] = 6379,
+) -> None:
+    """Run Kafka and Redis only, until Ctrl-C (for running services by hand)."""
+    from tracker.devstack.stack import LocalStack
+
+    stack = LocalStack(settings=get_settings(), kafka_port=kafka_port, redis_port=redis_port)
+    try:
+        with _sigterm_as_interrupt(), stack:
+            typer.echo(f"export TRACKER_KAFKA_BOOTSTRAP={stack.kafka_bootstrap}")
+            typer.echo(f"export TRACKER_REDIS_URL={stack.redis_url}")
+            typer.echo("Kafka and Redis are up. Ctrl-C stops them.")
+            threading.Event().wait()
+    except KeyboardInterrupt:
+        typer.echo("stopped.")
+    except TrackerError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command()
+def up(
+    sim: Annotated[bool, typer.Option(help="Drive simulated visitors through the product.")] = True,
+    visitors: Annotated[int, typer.Option(min=1, help="Simulated visitors in the first wave.")] = 12,
+    rate: Annotated[float, typer.Option(min=0.1, help="Simulated events per second afterwards.")] = 5.0,
+    duration: Annotated[
+        float, typer.Option(min=0, help="Stop after this many seconds (0: until Ctrl-C).")
+    ] = 0,
+    kafka_port: Annotated[int, typer.Option(help="Kafka port; 0 picks a free one.")] = 0,
+    redis_port: Annotated[int, typer.Option(help="Redis port; 0 picks a free one.")] = 0,
+) -> None:
+    """Run the whole product on the local stack: Kafka, Redis, collector, worker, offer API."""
+    from tracker.local import run_local_product
+
+    try:
+        with _sigterm_as_interrupt():
+            run_local_product(
+                get_settings(),
+                kafka_port=kafka_port,
+                redis_port=redis_port,
+                simulate=sim,
+                visitors=visitors,
+                rate=rate,
+                duration=duration,
+                echo=typer.echo,
+            )
+    except KeyboardInterrupt:
+        typer.echo("\nstopped: every process of the local stack has exited.")
+    except TrackerError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command()
+def simulate(
+    collector_url: Annotated[str, typer.Option(help="Base URL of a running collector.")] = "",
+    api_url: Annotated[str, typer.Option(help="Base URL of a running offer API.")] = "",
+    visitors: Annotated[int, typer.Option(min=1)] = 12,
+    rate: Annotated[float, typer.Option(min=0.1)] = 5.0,
+    duration: Annotated[float, typer.Option(min=0)] = 60.0,
+) -> None:
+    """Drive simulated visitors through an already running collector and offer API."""
+    import asyncio
+
+    from tracker.sim.driver import run_simulation
+
+    settings = get_settings()
+    collector_url = collector_url or f"http://{settings.collector_host}:{settings.collector_port}"
+    api_url = api_url or f"http://{settings.api_host}:{settings.api_port}"
+    try:
+        asyncio.run(
+            run_simulation(
+                settings,
+                collector_url=collector_url,
+                api_url=api_url,
+                visitors=visitors,
+                rate=rate,
+                duration=duration,
+                echo=typer.echo,
+            )
+        )
+    except KeyboardInterrupt:
+        typer.echo("stopped.")
+
+
+def main() -> None:
+    try:
+        app()
+    except ValueError as exc:  # invalid settings from the environment
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise SystemExit(2) from exc
+
+
+__all__ = ["Settings", "app", "main"]

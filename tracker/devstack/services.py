@@ -1,0 +1,65 @@
+"""The project's own services (collector, worker, offer API) as child processes.
+
+``tracker up`` and the end-to-end tests run each service exactly as an operator
+would: ``python -m tracker <service>`` with its configuration in ``TRACKER_*``
+environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import httpx
+
+from tracker.devstack.process import ManagedProcess
+from tracker.settings import Settings
+
+# In start-up order: the worker first so it is consuming before events arrive.
+SERVICES = ("worker", "collector", "api")
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The ``TRACKER_*`` variables that reproduce ``settings`` in a child process."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        env[f"TRACKER_{name.upper()}"] = str(value)
+    return env
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+class ServiceProcess:
+    """One service of the product running in its own process."""
+
+    def __init__(self, service: str, settings: Settings, log_dir: Path):
+        if service not in SERVICES:
+            raise ValueError(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}")
+        self.service = service
+        self.settings = settings
+        env = {**os.environ, **settings_env(settings), "PYTHONUNBUFFERED": "1"}
+        self.process = ManagedProcess(
+            f"the {service}", [sys.executable, "-m", "tracker", service], log_dir / f"{service}.log", env
+        )
+
+    @property
+    def ready_url(self) -> str:
+        s = self.settings
+        return {
+            "collector": f"http://{s.collector_host}:{s.collector_port}/readyz",
+            "api": f"http://{s.api_host}:{s.api_port}/readyz",
+            "worker": f"http://{s.worker_web_host}:{s.worker_web_port}/metrics",
+        }[self.service]
+
+    def start(self, *, timeout: float = 60.0) -> None:
+        self.process.start()
+        self.process.wait_until(lambda: _http_ok(self.ready_url), timeout, "ready")
+
+    def stop(self) -> None:
+        self.process.stop(timeout=20)

@@ -1,0 +1,1 @@
+"""Pure profile, ranking and learning logic: no Kafka, Redis or HTTP here."""

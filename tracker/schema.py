@@ -1,0 +1,259 @@
+"""The event schema: the one definition of what a tracked event is.
+
+The snippet sends events in this shape, the collector validates against it,
+the stream workers parse it back, and ``tracker schema`` exports it as JSON
+Schema for integrators. Models forbid unknown fields so that no free-text
+personal data slips in under a new name.
+
+Wire format: JSON objects; timestamps are integer milliseconds since the Unix
+epoch (what ``Date.now()`` gives in a browser).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+SCHEMA_VERSION = 1
+
+# 2001-09-09 .. 2286-11-20 in epoch milliseconds: rejects seconds sent as ms and garbage.
+MIN_TS_MS = 1_000_000_000_000
+MAX_TS_MS = 9_999_999_999_999
+
+SiteId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="Site identifier.")]
+VisitorId = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9_-]{8,64}$",
+        description="Anonymous first-party visitor id (never an email or a name).",
+    ),
+]
+TimestampMs = Annotated[int, Field(ge=MIN_TS_MS, le=MAX_TS_MS, description="Epoch milliseconds.")]
+Url = Annotated[str, Field(max_length=2048)]
+ShortText = Annotated[str, Field(min_length=1, max_length=128)]
+ProductId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
+Category = Annotated[str, Field(min_length=1, max_length=64)]
+Money = Annotated[float, Field(ge=0, le=1e9)]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+
+
+class EventType(StrEnum):
+    PAGE_VIEW = "page_view"
+    PAGE_PING = "page_ping"
+    PRODUCT_VIEW = "product_view"
+    ADD_TO_CART = "add_to_cart"
+    REMOVE_FROM_CART = "remove_from_cart"
+    PURCHASE = "purchase"
+    SEARCH = "search"
+    LINK_CLICK = "link_click"
+    OFFER_IMPRESSION = "offer_impression"
+    OFFER_CLICK = "offer_click"
+    IDENTIFY = "identify"
+    CONSENT = "consent"
+    CUSTOM = "custom"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _EventBase(_Strict):
+    event_id: UUID = Field(description="Client-generated UUID; the dedupe key end to end.")
+    ts: TimestampMs = Field(description="Client timestamp when the event happened.")
+    site_id: SiteId
+    visitor_id: VisitorId
+    session_id: VisitorId | None = None
+    url: Url | None = None
+    referrer: Url | None = None
+
+
+class PageView(_EventBase):
+    type: Literal[EventType.PAGE_VIEW]
+    title: Annotated[str, Field(max_length=512)] | None = None
+    # Pages may declare what they are about (a category listing, say).
+    category: Category | None = None
+
+
+class PagePing(_EventBase):
+    type: Literal[EventType.PAGE_PING]
+    scroll_depth: Annotated[int, Field(ge=0, le=100)] = 0
+    engaged_ms: Annotated[int, Field(ge=0, le=3_600_000)] = 0
+
+
+class ProductView(_EventBase):
+    type: Literal[EventType.PRODUCT_VIEW]
+    product_id: ProductId
+    category: Category
+    price: Money | None = None
+    currency: Currency | None = None
+
+
+class CartLine(_Strict):
+    product_id: ProductId
+    category: Category | None = None
+    price: Money | None = None
+    quantity: Annotated[int, Field(ge=1, le=10_000)] = 1
+
+
+class AddToCart(_EventBase):
+    type: Literal[EventType.ADD_TO_CART]
+    product_id: ProductId
+    category: Category | None = None
+    price: Money | None = None
+    quantity: Annotated[int, Field(ge=1, le=10_000)] = 1
+    currency: Currency | None = None
+
+
+class RemoveFromCart(_EventBase):
+    type: Literal[EventType.REMOVE_FROM_CART]
+    product_id: ProductId
+    category: Category | None = None
+    price: Money | None = None
+    quantity: Annotated[int, Field(ge=1, le=10_000)] = 1
+    currency: Currency | None = None
+
+
+class Purchase(_EventBase):
+    type: Literal[EventType.PURCHASE]
+    order_id: ShortText
+    value: Money
+    currency: Currency
+    items: Annotated[list[CartLine], Field(max_length=200)] = []
+
+
+class Search(_EventBase):
+    type: Literal[EventType.SEARCH]
+    query: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class LinkClick(_EventBase):
+    type: Literal[EventType.LINK_CLICK]
+    target_url: Url
+
+
+class OfferImpression(_EventBase):
+    type: Literal[EventType.OFFER_IMPRESSION]
+    decision_id: ShortText
+    offer_id: ShortText
+    slot: ShortText | None = None
+
+
+class OfferClick(_EventBase):
+    type: Literal[EventType.OFFER_CLICK]
+    decision_id: ShortText
+    offer_id: ShortText
+    slot: ShortText | None = None
+
+
+class Identify(_EventBase):
+    type: Literal[EventType.IDENTIFY]
+    customer_hash: Annotated[
+        str, Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 hex of the site's customer id.")
+    ]
+
+
+class Consent(_EventBase):
+    type: Literal[EventType.CONSENT]
+    state: Literal["granted", "denied", "pending"]
+
+
+PropertyValue = Annotated[str, Field(max_length=256)] | int | float | bool
+
+
+class Custom(_EventBase):
+    type: Literal[EventType.CUSTOM]
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+    properties: Annotated[
+        dict[Annotated[str, Field(max_length=64)], PropertyValue], Field(max_length=32)
+    ] = {}
+
+
+Event = Annotated[
+    PageView
+    | PagePing
+    | ProductView
+    | AddToCart
+    | RemoveFromCart
+    | Purchase
+    | Search
+    | LinkClick
+    | OfferImpression
+    | OfferClick
+    | Identify
+    | Consent
+    | Custom,
+    Field(discriminator="type"),
+]
+
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+class ServerContext(_Strict):
+    """What the collector adds at the edge before an event is written anywhere."""
+
+    received_at: TimestampMs
+    ip_prefix: str | None = Field(default=None, description="Client IP truncated to /24 (v4) or /48 (v6).")
+    browser: str | None = None
+    os: str | None = None
+    device: str | None = None
+    is_bot: bool = False
+
+
+class TrackedEvent(_Strict):
+    """The record on the ``events`` topic: the validated event plus server context."""
+
+    schema_version: int = SCHEMA_VERSION
+    event: Event
+    server: ServerContext
+
+
+TRACKED_ADAPTER: TypeAdapter[TrackedEvent] = TypeAdapter(TrackedEvent)
+
+
+class EventBatch(BaseModel):
+    """Request body of ``POST /v1/events``. Events are validated one by one so
+    that one bad event does not reject its neighbours."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[dict[str, Any]] = Field(min_length=1)
+    sent_at: TimestampMs | None = None
+
+
+class DeadLetter(_Strict):
+    """The record on ``events.dlq``: why an input was refused, and (a bounded part of) what it was."""
+
+    schema_version: int = SCHEMA_VERSION
+    reason: str = Field(description="Machine-readable reason code, e.g. 'schema', 'too_large'.")
+    message: str
+    errors: list[dict[str, Any]] = []
+    received_at: TimestampMs
+    site_id: str | None = None
+    payload: str = Field(description="The original event as JSON, truncated to a bound.")
+    payload_truncated: bool = False
+
+
+def parse_event(data: dict[str, Any]) -> Event:
+    """Validate one event; raises ``pydantic.ValidationError`` naming the field at fault."""
+    return EVENT_ADAPTER.validate_python(data)
+
+
+def parse_tracked(data: bytes | str) -> TrackedEvent:
+    """Parse a record from the ``events`` topic."""
+    return TRACKED_ADAPTER.validate_json(data)
+
+
+def event_json_schema() -> dict[str, Any]:
+    """JSON Schema of one event, for integrators (``tracker schema``)."""
+    schema = EVENT_ADAPTER.json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Tracker event"
+    return schema
+
+
+def partition_key(site_id: str, visitor_id: str) -> bytes:
+    """Kafka key: all of one visitor's events land on one partition, in order."""
+    return f"{site_id}:{visitor_id}".encode()

@@ -1,0 +1,1 @@
+"""Simulated visitors: drive the product end to end without a browser."""

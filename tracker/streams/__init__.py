@@ -1,0 +1,1 @@
+"""Faust stream processors: turn raw events into live visitor profiles."""
