@@ -75,23 +75,25 @@ async def first_wave(
 ) -> int:
     """Each visitor browses a little; report how its banner changes. Returns how many now fit."""
     before = {v.visitor_id: await client.offer(v) for v in visitors}
+    sent_at: dict[str, float] = {}
     for visitor in visitors:
         events = [visitor.next_event(categories, now_ms=_now_ms()) for _ in range(events_per_visitor)]
         await client.send(events)
-    sent_at = time.monotonic()
+        sent_at[visitor.visitor_id] = time.monotonic()
     echo(f"{len(visitors)} simulated visitors each sent {events_per_visitor} events; watching their banners:")
     pending = {v.visitor_id: v for v in visitors}
-    while pending and time.monotonic() - sent_at < wait_seconds:
+    deadline = time.monotonic() + wait_seconds
+    while pending and time.monotonic() < deadline:
         for visitor_id, visitor in list(pending.items()):
             now = await client.offer(visitor)
             if now.fits(visitor.favourite):
                 was = before[visitor_id].offer_id
                 echo(
                     f"  {visitor_id}  browses {visitor.favourite:<12} {was} -> {now.offer_id}"
-                    f"  (after {time.monotonic() - sent_at:.1f}s)"
+                    f"  ({(time.monotonic() - sent_at[visitor_id]) * 1000:.0f} ms after its events)"
                 )
                 del pending[visitor_id]
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(0.02)
     for visitor in pending.values():
         still = before[visitor.visitor_id].offer_id
         echo(f"  {visitor.visitor_id}  browses {visitor.favourite:<12} still {still}")
