@@ -132,7 +132,7 @@ def test_faint_interests_are_forgotten_and_categories_capped() -> None:
     p = Profile.new("shop", "visitor-0001")
     fold(p, event(ts=T0, category="old"))
     fold(p, event(ts=T0 + 20 * HOUR_MS, category="new"))  # "old" has decayed to 3 / 2**20
-    assert "old" not in p.interests and 3 / 2**20 < FORGET_BELOW
+    assert "old" not in p.interests and FORGET_BELOW > 3 / 2**20
     for i in range(MAX_CATEGORIES + 5):
         fold(p, event(ts=T0 + 21 * HOUR_MS, category=f"c{i}"))
     assert len(p.interests) == MAX_CATEGORIES

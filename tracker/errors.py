@@ -5,12 +5,13 @@ TrackerError
 ├── DeliveryError     Kafka did not acknowledge a write; the caller should retry later
 │   ├── BrokerUnavailableError   no connection to the cluster (yet)
 │   └── DeliveryTimeoutError     no acknowledgement within the produce timeout
-└── BatchError        a request body the collector cannot take as a batch (HTTP 4xx)
-    ├── MalformedBatchError      not valid JSON (HTTP 400)
-    ├── InvalidBatchError        valid JSON but not shaped like a batch (HTTP 422)
-    ├── BatchTooLargeError       over the body-size or event-count limit
-    ├── UnsupportedMediaTypeError  a Content-Type the collector does not read
-    └── BodyReadTimeoutError     the client sent its body too slowly
+├── BatchError        a request body the collector cannot take as a batch (HTTP 4xx)
+│   ├── MalformedBatchError      not valid JSON (HTTP 400)
+│   ├── InvalidBatchError        valid JSON but not shaped like a batch (HTTP 422)
+│   ├── BatchTooLargeError       over the body-size or event-count limit
+│   ├── UnsupportedMediaTypeError  a Content-Type the collector does not read
+│   └── BodyReadTimeoutError     the client sent its body too slowly
+└── CatalogueError    an offer catalogue that cannot be used (also a ValueError)
 """
 
 from __future__ import annotations
@@ -64,3 +65,7 @@ class UnsupportedMediaTypeError(BatchError):
 
 class BodyReadTimeoutError(BatchError):
     """The client did not send its whole body within the read timeout."""
+
+
+class CatalogueError(TrackerError, ValueError):
+    """An offer catalogue that cannot be read or fails validation; the message names the offer and field."""

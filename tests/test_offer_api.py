@@ -1,0 +1,451 @@
+"""The offer API in-process against the session's real Redis and Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer
+from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
+
+from tracker import keys
+from tracker.models.catalogue import Catalogue, parse_catalogue
+from tracker.models.profile import Profile, apply_event
+from tracker.schema import parse_event
+from tracker.serve import create_app
+from tracker.serve.decisions import DecisionLog
+from tracker.serve.metrics import OfferMetrics
+from tracker.serve.offers import OfferResponse
+from tracker.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+HOME = "home-hero"
+
+
+def small_catalogue() -> Catalogue:
+    return parse_catalogue(
+        {
+            "offers": [
+                {"id": "welcome", "slots": [HOME], "title": "Welcome", "link": "/", "default": True},
+                {
+                    "id": "run-shoes",
+                    "slots": [HOME],
+                    "categories": ["shoes"],
+                    "title": "Running shoes",
+                    "body": "20% off",
+                    "image": "/static/offers/run-shoes.svg",
+                    "link": "/c/shoes",
+                    "cta": "Shop shoes",
+                    "margin": 0.1,
+                },
+                {
+                    "id": "knives",
+                    "slots": [HOME],
+                    "categories": ["kitchen"],
+                    "title": "Knives",
+                    "link": "/k",
+                    "margin": 0.9,
+                },
+            ]
+        }
+    )
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan started, and a client calling it in-process."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://offer-api") as client:
+            yield client
+
+
+def visitor() -> str:
+    return f"v-{uuid.uuid4().hex[:16]}"
+
+
+async def store_profile(
+    settings: Settings, site_id: str, visitor_id: str, category_views: dict[str, int]
+) -> None:
+    """Fold product views into a fresh profile, as the stream worker would, and store it."""
+    profile = Profile.new(site_id, visitor_id)
+    now = int(time.time() * 1000)
+    for category, views in category_views.items():
+        for n in range(views):
+            event = parse_event(
+                {
+                    "event_id": str(uuid.uuid4()),
+                    "type": "product_view",
+                    "ts": now,
+                    "site_id": site_id,
+                    "visitor_id": visitor_id,
+                    "product_id": f"sku-{category}-{n}",
+                    "category": category,
+                }
+            )
+            apply_event(
+                profile,
+                event,
+                received_at=now,
+                half_life_seconds=settings.interest_half_life_seconds,
+                dedupe_window=settings.dedupe_window,
+            )
+    await store_raw(settings, keys.profile(site_id, visitor_id), orjson.dumps(profile.to_dict()))
+
+
+async def store_raw(settings: Settings, key: str, value: bytes) -> None:
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        await redis.set(key, value, ex=600)
+    finally:
+        await redis.aclose()
+
+
+def offer_params(site_id: str, visitor_id: str, slot: str = HOME) -> dict[str, str]:
+    return {"site": site_id, "visitor": visitor_id, "slot": slot}
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    raise AssertionError(f"no sample {name}{labels} in /metrics")
+
+
+async def test_shoes_visitor_gets_a_shoes_offer(settings: Settings, site_id: str) -> None:
+    vid = visitor()
+    await store_profile(settings, site_id, vid, {"shoes": 2, "kitchen": 1})
+    async with running(create_app(settings, catalogue=small_catalogue())) as client:
+        response = await client.get("/v1/offers", params=offer_params(site_id, vid))
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    OfferResponse.model_validate(body)  # the documented shape is the real one
+    assert re.fullmatch(r"[0-9a-f]{32}", body["decision_id"])
+    assert body["offer"] == {
+        "id": "run-shoes",
+        "title": "Running shoes",
+        "body": "20% off",
+        "image": "/static/offers/run-shoes.svg",
+        "link": "/c/shoes",
+        "cta": "Shop shoes",
+    }
+    assert (body["slot"], body["personalised"], body["reason"], body["fallback"]) == (
+        HOME,
+        True,
+        "interest:shoes",
+        False,
+    )
+
+
+async def test_demo_catalogue_serves_its_shoes_offer(settings: Settings, site_id: str) -> None:
+    vid = visitor()
+    await store_profile(settings, site_id, vid, {"shoes": 3})
+    async with running(create_app(settings)) as client:
+        body = (await client.get("/v1/offers", params=offer_params(site_id, vid))).json()
+    assert body["offer"]["id"] == "shoes-running-20"
+    assert body["personalised"] is True
+
+
+async def test_unknown_visitor_gets_the_default(settings: Settings, site_id: str) -> None:
+    async with running(create_app(settings, catalogue=small_catalogue())) as client:
+        body = (await client.get("/v1/offers", params=offer_params(site_id, visitor()))).json()
+    assert body["offer"]["id"] == "welcome"
+    assert (body["personalised"], body["reason"], body["fallback"]) == (False, "no_profile", False)
+
+
+async def test_known_visitor_without_matching_interest_gets_the_default(
+    settings: Settings, site_id: str
+) -> None:
+    vid = visitor()
+    await store_profile(settings, site_id, vid, {"books": 5})
+    async with running(create_app(settings, catalogue=small_catalogue())) as client:
+        body = (await client.get("/v1/offers", params=offer_params(site_id, vid))).json()
+    assert body["offer"]["id"] == "welcome"
+    assert (body["personalised"], body["reason"], body["fallback"]) == (False, "default", False)
+
+
+async def test_profiles_of_other_sites_are_not_used(settings: Settings, site_id: str) -> None:
+    vid = visitor()
+    await store_profile(settings, site_id, vid, {"shoes": 3})
+    async with running(create_app(settings, catalogue=small_catalogue())) as client:
+        body = (await client.get("/v1/offers", params=offer_params(f"{site_id}-other", vid))).json()
+    assert body["reason"] == "no_profile"
+
+
+async def test_redis_down_serves_default_as_fallback_quickly(settings: Settings, site_id: str) -> None:
+    down = settings.model_copy(
+        update={"redis_url": f"redis://127.0.0.1:{closed_port()}/0", "redis_timeout_seconds": 0.2}
+    )
+    async with running(create_app(down, catalogue=small_catalogue())) as client:
+        started = time.perf_counter()
+        response = await client.get("/v1/offers", params=offer_params(site_id, visitor()))
+        elapsed = time.perf_counter() - started
+        metrics = (await client.get("/metrics")).text
+    assert response.status_code == 200
+    body = response.json()
+    assert body["offer"]["id"] == "welcome"
+    assert (body["personalised"], body["reason"], body["fallback"]) == (False, "redis_unavailable", True)
+    assert elapsed < 0.5
+    assert metric_value(metrics, "tracker_offer_requests_total", outcome="fallback") == 1
+
+
+async def _silent_redis(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Accepts and reads, never replies."""
+    with contextlib.suppress(Exception):
+        await reader.read()
+
+
+async def _slow_redis(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers each command after 100 ms: every reply beats the socket timeout, their sum does not."""
+    with contextlib.suppress(Exception):
+        while header := await reader.readline():  # RESP: *<n>, then n times $<len> and the bytes
+            parts = []
+            for _ in range(int(header[1:])):
+                length = int((await reader.readline())[1:])
+                parts.append((await reader.readexactly(length + 2))[:-2])
+            await asyncio.sleep(0.1)
+            writer.write(b"$-1\r\n" if parts[0].upper() == b"GET" else b"+OK\r\n")
+            await writer.drain()
+
+
+@pytest.mark.parametrize("behaviour", [_silent_redis, _slow_redis], ids=["silent", "slow"])
+async def test_hung_redis_is_cut_off_at_the_budget(settings: Settings, site_id: str, behaviour: Any) -> None:
+    handlers: set[asyncio.Task[None]] = set()
+
+    async def serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.add(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            await behaviour(reader, writer)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve_one, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    budget = 0.15
+    hung = settings.model_copy(
+        update={"redis_url": f"redis://127.0.0.1:{port}/0", "redis_timeout_seconds": budget}
+    )
+    try:
+        async with running(create_app(hung, catalogue=small_catalogue())) as client:
+            for _ in range(3):  # also after the first failure left the pool in whatever state
+                started = time.perf_counter()
+                body = (await client.get("/v1/offers", params=offer_params(site_id, visitor()))).json()
+                elapsed = time.perf_counter() - started
+                assert (body["offer"]["id"], body["fallback"]) == ("welcome", True)
+                assert budget * 0.9 <= elapsed < budget + 0.25
+    finally:
+        server.close()
+        for handler in handlers:  # Python 3.11's server.close() leaves open connections running
+            handler.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+
+
+async def test_unreadable_profile_falls_back_to_default(settings: Settings, site_id: str) -> None:
+    vid = visitor()
+    await store_raw(settings, keys.profile(site_id, vid), b'{"v": 999}')
+    async with running(create_app(settings, catalogue=small_catalogue())) as client:
+        body = (await client.get("/v1/offers", params=offer_params(site_id, vid))).json()
+    assert (body["offer"]["id"], body["reason"], body["fallback"]) == ("welcome", "profile_unreadable", True)
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({"visitor": "visitor-0001", "slot": HOME}, "query parameter 'site' is required"),
+        ({"site": "Shop!", "visitor": "visitor-0001", "slot": HOME}, "query parameter 'site' is invalid"),
+        ({"site": "shop", "visitor": "short", "slot": HOME}, "query parameter 'visitor' is invalid"),
+        (
+            {"site": "shop", "visitor": "someone@example.com", "slot": HOME},
+            "query parameter 'visitor' is invalid",
+        ),
+        (
+            {"site": "shop", "visitor": "visitor-0001", "slot": "Home Hero"},
+            "query parameter 'slot' is invalid",
+        ),
+        ({"site": "shop", "visitor": "visitor-0001"}, "query parameter 'slot' is required"),
+    ],
+)
+async def test_bad_parameters_get_a_clear_422(
+    settings: Settings, params: dict[str, str], fragment: str
+) -> None:
+    async with running(create_app(settings, catalogue=small_catalogue())) as client:
+        response = await client.get("/v1/offers", params=params)
+    assert response.status_code == 422
+    body = response.json()
+    assert fragment in body["detail"]
+    assert "@" not in response.text  # the bad value is not echoed back
+    assert all({"loc", "type", "message"} <= set(error) for error in body["errors"])
+
+
+async def test_unknown_slot_answers_200_with_no_offer(settings: Settings, site_id: str) -> None:
+    vid = visitor()
+    await store_profile(settings, site_id, vid, {"shoes": 3})
+    async with running(create_app(settings, catalogue=small_catalogue())) as client:
+        response = await client.get("/v1/offers", params=offer_params(site_id, vid, slot="footer-banner"))
+        metrics = (await client.get("/metrics")).text
+    assert response.status_code == 200
+    body = response.json()
+    assert body["offer"] is None
+    assert (body["slot"], body["personalised"], body["reason"], body["fallback"]) == (
+        "footer-banner",
+        False,
+        "no_offer",
+        False,
+    )
+    assert metric_value(metrics, "tracker_offer_requests_total", outcome="empty") == 1
+
+
+async def test_metrics_count_outcomes_without_visitor_ids(settings: Settings, site_id: str) -> None:
+    vid = visitor()
+    await store_profile(settings, site_id, vid, {"shoes": 3})
+    async with running(create_app(settings, catalogue=small_catalogue())) as client:
+        await client.get("/v1/offers", params=offer_params(site_id, vid))
+        await client.get("/v1/offers", params=offer_params(site_id, visitor()))
+        await client.get("/v1/offers", params=offer_params(site_id, visitor()))
+        response = await client.get("/metrics")
+    assert response.status_code == 200
+    text = response.text
+    assert metric_value(text, "tracker_offer_requests_total", outcome="personalised") == 1
+    assert metric_value(text, "tracker_offer_requests_total", outcome="default") == 2
+    assert metric_value(text, "tracker_offer_requests_total", outcome="fallback") == 0
+    assert metric_value(text, "tracker_offer_request_duration_seconds_count") == 3
+    assert metric_value(text, "tracker_offer_decisions_dropped_total", reason="queue_full") == 0
+    assert vid not in text and site_id not in text
+
+
+async def test_health_and_readiness(settings: Settings) -> None:
+    async with running(create_app(settings, catalogue=small_catalogue())) as client:
+        assert (await client.get("/healthz")).json() == {"status": "ok"}
+        ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["redis"] == "ok"
+
+    down = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{closed_port()}/0"})
+    async with running(create_app(down, catalogue=small_catalogue())) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        degraded = await client.get("/readyz")
+    # Still ready: without Redis the API serves defaults, and a load balancer must keep it.
+    assert degraded.status_code == 200
+    assert degraded.json()["status"] == "degraded"
+    assert degraded.json()["redis"].startswith("unavailable")
+
+
+async def test_each_decision_is_logged_to_kafka(settings: Settings, site_id: str) -> None:
+    vid = visitor()
+    await store_profile(settings, site_id, vid, {"shoes": 3})
+    # No group: the consumer takes every partition of the topic, starting at its current end.
+    consumer = AIOKafkaConsumer(
+        settings.topic_decisions,
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="latest",
+    )
+    await consumer.start()
+    try:
+        async with asyncio.timeout(30):
+            # aiokafka has no awaitable for "partitions assigned": poll for it.
+            while not consumer.assignment():  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        for tp in consumer.assignment():
+            await consumer.position(tp)  # pin the end offsets before anything is produced
+
+        async with running(create_app(settings, catalogue=small_catalogue())) as client:
+            body = (await client.get("/v1/offers", params=offer_params(site_id, vid))).json()
+            record = await _wait_for_decision(consumer, body["decision_id"], wait_seconds=30)
+    finally:
+        await consumer.stop()
+
+    assert record["key"] == f"{site_id}:{vid}".encode()
+    value = record["value"]
+    assert value == {
+        "schema_version": 1,
+        "decision_id": body["decision_id"],
+        "site_id": site_id,
+        "visitor_id": vid,
+        "slot": HOME,
+        "offer_id": "run-shoes",
+        "personalised": True,
+        "reason": "interest:shoes",
+        "score": value["score"],
+        "propensity": 1.0,
+        "fallback": False,
+        "ts": value["ts"],
+    }
+    assert value["score"] == pytest.approx(9.0, rel=0.01)  # three product views of weight 3, barely decayed
+    assert abs(value["ts"] - time.time() * 1000) < 60_000
+
+
+async def _wait_for_decision(
+    consumer: AIOKafkaConsumer, decision_id: str, *, wait_seconds: float
+) -> dict[str, Any]:
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        batches = await consumer.getmany(timeout_ms=500)
+        for messages in batches.values():
+            for message in messages:
+                value = orjson.loads(message.value)
+                if value.get("decision_id") == decision_id:
+                    return {"key": message.key, "value": value}
+    raise AssertionError(f"decision {decision_id} did not reach Kafka within {wait_seconds}s")
+
+
+async def test_kafka_down_does_not_slow_or_fail_responses(settings: Settings, site_id: str) -> None:
+    no_kafka = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{closed_port()}"})
+    vid = visitor()
+    await store_profile(settings, site_id, vid, {"shoes": 3})
+    app = create_app(no_kafka, catalogue=small_catalogue())
+    started = time.perf_counter()
+    async with running(app) as client:
+        for _ in range(5):
+            t0 = time.perf_counter()
+            response = await client.get("/v1/offers", params=offer_params(site_id, vid))
+            assert response.status_code == 200
+            assert response.json()["offer"]["id"] == "run-shoes"
+            assert time.perf_counter() - t0 < 0.5
+        assert (await client.get("/readyz")).json()["decision_log"] == "connecting"
+    assert time.perf_counter() - started < 10  # start and shutdown do not wait on the broker
+
+
+async def test_decision_queue_overflow_is_counted_not_raised() -> None:
+    metrics = OfferMetrics(process_collectors=False)
+    decisions = DecisionLog(
+        Settings(environment="test"), metrics, max_queued=2
+    )  # not started: nothing drains the queue
+    for _ in range(5):
+        decisions.log({"site_id": "s", "visitor_id": "visitor-0001"})
+    assert decisions.queued == 2
+    assert metrics.decisions_dropped.labels(reason="queue_full")._value.get() == 3
+    await decisions.stop()
+    assert decisions.queued == 0
+    assert metrics.decisions_dropped.labels(reason="shutdown")._value.get() == 2
+
+
+async def test_many_apps_in_one_process_each_have_their_metrics(settings: Settings) -> None:
+    apps = [create_app(settings, catalogue=small_catalogue()) for _ in range(3)]
+    for app in apps:
+        async with running(app) as client:
+            text = (await client.get("/metrics")).text
+        assert metric_value(text, "tracker_offer_requests_total", outcome="personalised") == 0

@@ -1,0 +1,236 @@
+"""The offer catalogue: what marketers can show, where, and to whom.
+
+A catalogue is a list of offers. Each offer names the slots it may fill
+(``home-hero``, ``category-side``, ...), the product categories it targets
+(empty = untargeted), its creative (title, body, image, link, call to action),
+and what the ranking uses to break ties: ``margin`` (0..1) and ``priority``.
+An offer marked ``default`` may be shown to visitors we know nothing useful
+about.
+
+Validation rules, all errors (a catalogue that breaks one is refused as a
+whole, so a running API keeps its last good catalogue rather than serving a
+half-valid one):
+
+- unknown fields are refused, so a typo such as ``categoris`` cannot silently
+  turn a targeted offer into an untargeted one;
+- offer ids are unique; ``margin`` is within 0..1; ``ends_at`` is after
+  ``starts_at``;
+- every slot used by an enabled offer has at least one enabled, undated
+  ``default`` offer. This is an error rather than a warning because the offer
+  API promises a safe banner for every request it can place; a slot without an
+  always-on default would answer "nothing" to every new visitor.
+
+Untargeted offers that are not defaults can never win; they are reported by
+:attr:`Catalogue.warnings` rather than refused, since a marketer may park one.
+
+Category targeting matches the ``category`` strings that sites send in their
+events exactly (case included).
+
+>>> catalogue = parse_catalogue({"offers": [
+...     {"id": "welcome", "slots": ["home-hero"], "title": "Welcome", "link": "/",
+...      "default": True},
+...     {"id": "run", "slots": ["home-hero"], "categories": ["shoes"], "title": "Run",
+...      "link": "/c/shoes", "margin": 0.3},
+... ]})
+>>> [offer.id for offer in catalogue.offers_for_slot("home-hero")]
+['welcome', 'run']
+>>> catalogue.offers_for_slot("nowhere")
+()
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
+
+from tracker.errors import CatalogueError
+from tracker.schema import Category
+
+CATALOGUE_SCHEMA_VERSION = 1
+
+OfferId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$", description="Offer identifier.")]
+SlotId = Annotated[
+    str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="Placement name, e.g. 'home-hero'.")
+]
+# A site-relative path (``/static/offers/x.svg``) or an absolute http(s) URL.
+LinkUrl = Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^(/|https?://)\S*$")]
+
+
+class Offer(BaseModel):
+    """One banner and the rules for showing it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: OfferId
+    slots: Annotated[list[SlotId], Field(min_length=1, max_length=32)]
+    categories: Annotated[list[Category], Field(max_length=32)] = []
+    title: Annotated[str, Field(min_length=1, max_length=120)]
+    body: Annotated[str, Field(max_length=500)] = ""
+    image: LinkUrl | None = None
+    link: LinkUrl
+    cta: Annotated[str, Field(min_length=1, max_length=40)] = "Shop now"
+    priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
+    margin: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    default: bool = False
+    enabled: bool = True
+    # Optional eligibility window (timezone-aware ISO 8601, e.g. 2026-12-01T00:00:00Z).
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Offer:
+        for name in ("slots", "categories"):
+            values: list[str] = getattr(self, name)
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name} lists a value twice: {values}")
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
+    @property
+    def targeted(self) -> bool:
+        return bool(self.categories)
+
+    @property
+    def dated(self) -> bool:
+        return self.starts_at is not None or self.ends_at is not None
+
+    def live_at(self, now_ms: int | None) -> bool:
+        """Whether the offer is enabled and inside its date window (``None`` ignores dates)."""
+        if not self.enabled:
+            return False
+        if now_ms is None or not self.dated:
+            return True
+        return (self.starts_at is None or _ms(self.starts_at) <= now_ms) and (
+            self.ends_at is None or now_ms < _ms(self.ends_at)
+        )
+
+
+class Catalogue(BaseModel):
+    """All offers, indexed by slot."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal[1] = CATALOGUE_SCHEMA_VERSION
+    offers: Annotated[list[Offer], Field(max_length=10_000)]
+
+    # slot -> enabled offers in catalogue order; built once, read on every request.
+    _by_slot: dict[str, tuple[Offer, ...]] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> Catalogue:
+        first_index: dict[str, int] = {}
+        for index, offer in enumerate(self.offers):
+            if offer.id in first_index:
+                raise ValueError(
+                    f"offer {offer.id!r}: id is used twice (offers[{first_index[offer.id]}] and "
+                    f"offers[{index}]); give each offer its own id"
+                )
+            first_index[offer.id] = index
+
+        by_slot: dict[str, list[Offer]] = defaultdict(list)
+        for offer in self.offers:
+            if offer.enabled:
+                for slot in offer.slots:
+                    by_slot[slot].append(offer)
+        for slot, offers in by_slot.items():
+            if not any(offer.default and not offer.dated for offer in offers):
+                raise ValueError(
+                    f"slot {slot!r} has no enabled, undated default offer; set `default: true` on one "
+                    "so that visitors without a matching interest still get a banner"
+                )
+        self._by_slot = {slot: tuple(offers) for slot, offers in by_slot.items()}
+        return self
+
+    @property
+    def slots(self) -> list[str]:
+        """Every slot at least one enabled offer can fill."""
+        return sorted(self._by_slot)
+
+    def offers_for_slot(self, slot: str) -> tuple[Offer, ...]:
+        """Enabled offers that may fill ``slot``, in catalogue order (empty for an unknown slot)."""
+        return self._by_slot.get(slot, ())
+
+    def get(self, offer_id: str) -> Offer | None:
+        """The offer with this id, or None."""
+        return next((offer for offer in self.offers if offer.id == offer_id), None)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Problems that do not make the catalogue unusable but are probably mistakes."""
+        return [
+            f"offer {offer.id!r} has no categories and is not a default, so it can never be chosen"
+            for offer in self.offers
+            if offer.enabled and not offer.targeted and not offer.default
+        ]
+
+
+def parse_catalogue(data: Any) -> Catalogue:
+    """Validate a catalogue from plain data; raise :class:`CatalogueError` naming offer and field."""
+    try:
+        return Catalogue.model_validate(data)
+    except ValidationError as exc:
+        raise CatalogueError(_describe(exc, data)) from None
+
+
+def load_catalogue(path: str | Path) -> Catalogue:
+    """Read a catalogue from a ``.yaml``/``.yml`` or ``.json`` file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CatalogueError(f"cannot read catalogue {str(path)!r}: {exc.strerror}") from None
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise CatalogueError(f"catalogue {str(path)!r} must end in .yaml, .yml or .json")
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        kind = path.suffix[1:].upper()
+        raise CatalogueError(f"catalogue {str(path)!r} is not valid {kind}: {exc}") from None
+    try:
+        return parse_catalogue(data)
+    except CatalogueError as exc:
+        raise CatalogueError(f"catalogue {str(path)!r}: {exc}") from None
+
+
+def _describe(exc: ValidationError, data: Any) -> str:
+    """One line per problem, naming the offer by id where it has one."""
+    offers = data.get("offers") if isinstance(data, dict) else None
+    lines = []
+    for error in exc.errors(include_url=False):
+        loc = list(error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if len(loc) >= 2 and loc[0] == "offers" and isinstance(loc[1], int):
+            index = loc[1]
+            raw = offers[index] if isinstance(offers, list) and index < len(offers) else None
+            offer_id = raw.get("id") if isinstance(raw, dict) else None
+            who = f"offer {offer_id!r}" if isinstance(offer_id, str) else "offer"
+            field = ".".join(str(part) for part in loc[2:])
+            where = f"{who} (offers[{index}])" + (f", field {field!r}" if field else "")
+            lines.append(f"{where}: {message}")
+        elif loc:
+            lines.append(f"field {'.'.join(str(part) for part in loc)!r}: {message}")
+        else:
+            lines.append(f"catalogue: {message}")
+    return "; ".join(lines)
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
