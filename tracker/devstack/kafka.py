@@ -127,7 +127,10 @@ class KafkaBroker:
     def _metadata_answers(self) -> bool:
         try:
             admin = KafkaAdminClient(
-                bootstrap_servers=self.bootstrap, request_timeout_ms=2000, client_id="tracker-devstack"
+                bootstrap_servers=self.bootstrap,
+                request_timeout_ms=2000,
+                bootstrap_timeout_ms=2000,
+                client_id="tracker-devstack",
             )
         except Exception:
             return False

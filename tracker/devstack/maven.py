@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from tracker.errors import StackError
@@ -31,8 +32,11 @@ def kafka_libs_dir(cache_dir: Path) -> Path:
     return cache_dir / f"kafka-libs-{digest}"
 
 
-def resolve_kafka_jars(cache_dir: Path, *, quiet: bool = True) -> Path:
-    """Folder holding the Kafka broker's runtime classpath, downloaded on first use."""
+def resolve_kafka_jars(cache_dir: Path, *, quiet: bool = True, extra_args: Sequence[str] = ()) -> Path:
+    """Folder holding the Kafka broker's runtime classpath, downloaded on first use.
+
+    ``extra_args`` go to Maven as they are (e.g. ``-o`` to work offline).
+    """
     libs = kafka_libs_dir(cache_dir)
     if (libs / _COMPLETE_MARKER).exists():
         return libs
@@ -54,6 +58,7 @@ def resolve_kafka_jars(cache_dir: Path, *, quiet: bool = True) -> Path:
         "dependency:copy-dependencies",
         f"-DoutputDirectory={staging}",
         "-DincludeScope=runtime",
+        *extra_args,
     ]
     result = subprocess.run(argv, capture_output=True, text=True, check=False)
     if result.returncode != 0 or not any(staging.glob("kafka_2.13-*.jar")):

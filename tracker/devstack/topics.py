@@ -19,7 +19,11 @@ _TOPIC_CONFIGS: dict[str, dict[str, str]] = {
 def create_topics(settings: Settings) -> list[str]:
     """Create every topic in ``settings.all_topics`` that does not exist yet; return those created."""
     try:
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="tracker-topics")
+        admin = KafkaAdminClient(
+            bootstrap_servers=settings.kafka_bootstrap,
+            client_id="tracker-topics",
+            bootstrap_timeout_ms=15_000,
+        )
     except KafkaError as exc:
         raise StackError(
             f"cannot reach Kafka at {settings.kafka_bootstrap} to create topics ({exc}). "
