@@ -1,6 +1,6 @@
 # The two commands of the README, and a few conveniences. Every target prepares
 # what it needs itself (scripts/bootstrap.sh), so each works on a fresh machine.
-.PHONY: run test lint bootstrap clean
+.PHONY: run test lint bench bootstrap clean
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -13,6 +13,10 @@ run: bootstrap
 test: bootstrap
 	.venv/bin/ruff check .
 	.venv/bin/python -m pytest $(ARGS)
+
+# Speed and memory figures for docs/BENCHMARKS.md (never asserted in tests).
+bench: bootstrap
+	.venv/bin/python bench/run_all.py
 
 lint: bootstrap
 	.venv/bin/ruff check .
