@@ -1,0 +1,88 @@
+/**
+ * Queue policy: how big a request may be, how batches are cut, which events go when
+ * the queue is full, and which tab may send an event.
+ */
+
+/**
+ * Bytes of one request body. `fetch(keepalive)` and `sendBeacon` share a 64 KiB quota
+ * of bytes in flight per page; this leaves room for one request's headers.
+ */
+export const MAX_BODY_BYTES = 60_000;
+/** The collector's limit for one event (tracker/settings.py, max_event_bytes). */
+export const MAX_EVENT_BYTES = 32_768;
+
+export interface Item {
+  id: string;
+  ts: number;
+  /** The event serialised as JSON. */
+  json: string;
+}
+
+/** Bytes of `s` in UTF-8 (what goes on the wire), without allocating. */
+export function utf8Length(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      n += 4; // a surrogate pair is one 4-byte character
+      i++;
+    } else n += 3;
+  }
+  return n;
+}
+
+/**
+ * The envelope of a batch as JSON members, each followed by a comma: the site, and
+ * the consent under which it is sent (`recorded`: the visitor's explicit choice, which
+ * the collector requires under Do-Not-Track / GPC).
+ */
+export function envelope(siteId: string, state: string, recorded: boolean): string {
+  return `"site_id":${JSON.stringify(siteId)},"consent":${JSON.stringify({ state, recorded })},`;
+}
+
+/** The request body of ``POST /v1/events`` for these items, after the `head` from {@link envelope}. */
+export function batchBody(items: Item[], sentAt: number, head = ''): string {
+  return `{${head}"sent_at":${sentAt},"events":[${items.map((i) => i.json).join(',')}]}`;
+}
+
+const OVERHEAD = utf8Length(batchBody([], 1e12));
+
+/**
+ * Items cut into batches, in order, each with at most `maxEvents` events and a body
+ * (without its envelope: subtract it from the bound) of at most `maxBytes` bytes. An
+ * item too big for any batch gets one of its own (the caller refuses such items before
+ * they are queued).
+ */
+export function planBatches<T extends Item>(items: T[], maxBytes: number, maxEvents: number): T[][] {
+  const batches: T[][] = [];
+  let batch: T[] = [];
+  let bytes = OVERHEAD;
+  for (const item of items) {
+    const size = utf8Length(item.json) + 1; // and its comma
+    if (batch.length && (batch.length >= maxEvents || bytes + size > maxBytes)) {
+      batches.push(batch);
+      batch = [];
+      bytes = OVERHEAD;
+    }
+    batch.push(item);
+    bytes += size;
+  }
+  if (batch.length) batches.push(batch);
+  return batches;
+}
+
+/** The items to drop so that at most `cap` remain: the oldest first. */
+export function overflow<T extends { ts: number }>(items: T[], cap: number): T[] {
+  return items.length <= cap ? [] : [...items].sort((a, b) => a.ts - b.ts).slice(0, items.length - cap);
+}
+
+/**
+ * Whether the tab `me` may send an event owned by `owner`, given when the owner's
+ * heartbeat expires (null when it has none: it was closed or never existed).
+ * A tab sends only its own events, and adopts those whose owner is gone.
+ */
+export function mayAdopt(owner: string, me: string, ownerExpiry: number | null, now: number): boolean {
+  return owner !== me && (ownerExpiry === null || ownerExpiry <= now);
+}
