@@ -18,7 +18,7 @@ from tracker.collect.app import create_app
 from tracker.collect.validate import Record
 from tracker.errors import BrokerUnavailableError, DeliveryError, DeliveryTimeoutError
 from tracker.schema import parse_tracked
-from tracker.settings import Settings
+from tracker.settings import Settings, SiteConfig
 
 SITE = "shop-app"
 
@@ -66,6 +66,7 @@ def app_settings() -> Settings:
         max_batch_events=5,
         body_read_timeout_seconds=0.3,
         retry_after_seconds=7,
+        sites=(SiteConfig(id=SITE, origins=("https://shop.example",)),),
     )
 
 
@@ -229,11 +230,17 @@ async def test_metrics_count_outcomes_without_visitor_ids(
     assert 'tracker_collector_events_total{outcome="accepted",reason="none"} 2.0' in text
     assert 'tracker_collector_events_total{outcome="rejected",reason="schema"} 1.0' in text
     assert 'tracker_collector_events_total{outcome="rejected",reason="too_large"} 1.0' in text
-    assert 'tracker_collector_requests_total{status="202"} 1.0' in text
-    assert 'tracker_collector_requests_total{status="400"} 1.0' in text
-    assert 'tracker_collector_requests_total{status="503"} 1.0' in text
-    assert "tracker_collector_request_duration_seconds_count 3.0" in text
+    assert 'tracker_collector_requests_total{endpoint="events",reason="none",status="202"} 1.0' in text
+    assert (
+        'tracker_collector_requests_total{endpoint="events",reason="malformed_json",status="400"} 1.0' in text
+    )
+    assert 'tracker_collector_requests_total{endpoint="events",reason="unavailable",status="503"} 1.0' in text
+    assert 'tracker_collector_request_duration_seconds_count{endpoint="events"} 3.0' in text
     assert "tracker_collector_produce_duration_seconds_count 2.0" in text  # the 202 and the 503
+    assert 'tracker_collector_kafka_errors_total{kind="timeout"} 1.0' in text
+    assert "tracker_collector_batch_events_count 2.0" in text  # the 400 was no batch
+    assert 'tracker_collector_batch_events_bucket{le="5.0"} 2.0' in text
+    assert "tracker_collector_inflight_bytes 0.0" in text  # released after the 202 and the 503
     assert "tracker_collector_producer_ready 1.0" in text
     assert visitor not in text
     assert SITE not in text
@@ -259,3 +266,87 @@ async def test_health_and_readiness(http: httpx.AsyncClient, producer: FakeProdu
     assert response.status_code == 503
     assert response.json()["error"] == "not_ready"
     assert "tracker_collector_producer_ready 0.0" in (await http.get("/metrics")).text
+
+
+class GatedProducer(FakeProducer):
+    """Holds every batch until the gate opens: batches stay in flight meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.arrived = asyncio.Event()
+        self.waiting = 0
+
+    async def send_batch(self, records: Sequence[Record]) -> None:
+        self.waiting += 1
+        self.arrived.set()
+        await self.gate.wait()
+        await super().send_batch(records)
+
+
+async def test_full_in_flight_buffer_is_503_at_once_and_frees_up(app_settings: Settings) -> None:
+    producer = GatedProducer()
+    bounded = app_settings.model_copy(update={"max_inflight_events": 3})
+    async with running(create_app(bounded, producer=producer)) as http:
+        # Two batches of two events wait for Kafka: 4 records, over the bound of 3 after the first.
+        first = asyncio.create_task(http.post("/v1/events", json={"events": [page_view(SITE)] * 2}))
+        await asyncio.wait_for(producer.arrived.wait(), timeout=10)
+        assert "tracker_collector_inflight_records 2.0" in (await http.get("/metrics")).text
+        refused = await http.post("/v1/events", json={"events": [page_view(SITE)] * 2})
+        assert refused.status_code == 503
+        assert refused.json()["error"] == "overloaded"
+        assert refused.headers["retry-after"] == "7"
+        assert producer.waiting == 1  # the refused batch never reached the producer
+        producer.gate.set()
+        assert (await first).status_code == 202
+        assert (await http.post("/v1/events", json={"events": [page_view(SITE)] * 2})).status_code == 202
+        text = (await http.get("/metrics")).text
+    assert "tracker_collector_inflight_records 0.0" in text
+    assert 'tracker_collector_requests_total{endpoint="events",reason="overloaded",status="503"} 1.0' in text
+
+
+async def test_a_batch_bigger_than_the_buffer_still_goes_alone(app_settings: Settings) -> None:
+    bounded = app_settings.model_copy(update={"max_inflight_events": 1})
+    producer = FakeProducer()
+    async with running(create_app(bounded, producer=producer)) as http:
+        response = await http.post("/v1/events", json={"events": [page_view(SITE)] * 3})
+    assert response.status_code == 202
+    assert len(producer.records) == 3
+
+
+async def test_nesting_deeper_than_the_parser_allows_is_400(http: httpx.AsyncClient) -> None:
+    body = b'{"events": [' + b"[" * 1100 + b"]" * 1100 + b"]}"
+    response = await http.post("/v1/events", content=body, headers={"content-type": "text/plain"})
+    assert response.status_code == 400
+    assert "depth limit exceeded" in response.json()["message"]
+
+
+async def test_openapi_and_unknown_routes_do_not_break(http: httpx.AsyncClient) -> None:
+    assert (await http.get("/openapi.json")).status_code == 200
+    assert (await http.get("/v1/nothing-here")).status_code == 404
+    # FastAPI's own validation errors come in the collector's error shape.
+    response = await http.get("/v1/p.gif", params={"site": SITE})
+    assert response.status_code == 422
+    assert response.json()["error"] == "invalid_request"
+    assert response.json()["errors"][0]["field"] == "url"
+
+
+async def test_requests_beyond_the_concurrency_bound_are_503_at_once(app_settings: Settings) -> None:
+    producer = GatedProducer()
+    bounded = app_settings.model_copy(update={"max_concurrent_requests": 1})
+    async with running(create_app(bounded, producer=producer)) as http:
+        first = asyncio.create_task(http.post("/v1/events", json={"events": [page_view(SITE)]}))
+        await asyncio.wait_for(producer.arrived.wait(), timeout=10)
+        assert "tracker_collector_requests_in_progress 1.0" in (await http.get("/metrics")).text
+        refused = await http.post("/v1/events", json={"events": [page_view(SITE)]})
+        pixel = await http.get("/v1/p.gif", params={"site": SITE, "url": "https://shop.example/"})
+        producer.gate.set()
+        assert (await first).status_code == 202
+        again = await http.post("/v1/events", json={"events": [page_view(SITE)]})
+    assert (refused.status_code, refused.json()["error"], refused.headers["retry-after"]) == (
+        503,
+        "overloaded",
+        "7",
+    )
+    assert pixel.status_code == 503
+    assert again.status_code == 202

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tracker.collect.enrich import now_ms, parse_user_agent, server_context, truncate_ip
+from tracker.collect.enrich import client_host, now_ms, parse_networks, server_context, truncate_ip
+from tracker.collect.useragent import parse_user_agent
 from tracker.schema import MAX_TS_MS, MIN_TS_MS
 
 
@@ -58,6 +59,10 @@ IPAD = (
     "Version/17.4 Mobile/15E148 Safari/604.1"
 )
 HEADLESS = CHROME_WINDOWS.replace("Chrome/", "HeadlessChrome/")
+SAMSUNG_PHONE = (
+    "Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "SamsungBrowser/24.0 Chrome/117.0.0.0 Mobile Safari/537.36"
+)
 
 
 @pytest.mark.parametrize(
@@ -65,15 +70,31 @@ HEADLESS = CHROME_WINDOWS.replace("Chrome/", "HeadlessChrome/")
     [
         (CHROME_WINDOWS, "Chrome", "Windows", "desktop", False),
         (EDGE_WINDOWS, "Edge", "Windows", "desktop", False),
-        (FIREFOX_LINUX, "Firefox", "Linux", "desktop", False),
-        (SAFARI_MAC, "Safari", "macOS", "desktop", False),
-        (CHROME_ANDROID_PHONE, "Chrome", "Android", "mobile", False),
+        (FIREFOX_LINUX, "Firefox", "Ubuntu", "desktop", False),
+        (SAFARI_MAC, "Safari", "Mac OS X", "desktop", False),
+        (CHROME_ANDROID_PHONE, "Chrome Mobile", "Android", "mobile", False),
+        (SAMSUNG_PHONE, "Samsung Internet", "Android", "mobile", False),
         (ANDROID_TABLET, "Chrome", "Android", "tablet", False),
-        (IPAD, "Safari", "iOS", "tablet", False),
-        (HEADLESS, "Chrome", "Windows", "bot", True),
-        ("Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)", None, None, "bot", True),
-        ("curl/8.5.0", None, None, "bot", True),
-        ("python-requests/2.32.3", None, None, "bot", True),
+        (IPAD, "Mobile Safari", "iOS", "tablet", False),
+        (HEADLESS, "HeadlessChrome", "Windows", "bot", True),
+        (
+            "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+            "bingbot",
+            None,
+            "bot",
+            True,
+        ),
+        (
+            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+            "Googlebot",
+            None,
+            "bot",
+            True,
+        ),
+        ("curl/8.5.0", "curl", None, "bot", True),
+        ("python-requests/2.32.3", "Python Requests", None, "bot", True),
+        ("python-httpx/0.28.1", None, None, "bot", True),
+        ("something unheard of", None, None, "other", False),
     ],
 )
 def test_parse_user_agent(ua: str, browser: str | None, os: str | None, device: str, is_bot: bool) -> None:
@@ -90,7 +111,7 @@ def test_server_context_holds_derived_values_only() -> None:
     assert context.received_at == received
     assert context.ip_prefix == "203.0.113.0/24"
     assert (context.browser, context.os, context.device, context.is_bot) == (
-        "Chrome",
+        "Chrome Mobile",
         "Android",
         "mobile",
         False,
@@ -102,3 +123,44 @@ def test_server_context_holds_derived_values_only() -> None:
 
 def test_now_ms_is_epoch_milliseconds() -> None:
     assert MIN_TS_MS < now_ms() < MAX_TS_MS
+
+
+def test_user_agent_parse_is_bounded_and_keeps_families_only() -> None:
+    huge = CHROME_WINDOWS + " x" * 50_000
+    assert parse_user_agent(huge)["browser"] == "Chrome"
+    # Versions and device models are never kept: they would help fingerprinting.
+    assert "124" not in str(parse_user_agent(CHROME_WINDOWS))
+    assert "Pixel" not in str(parse_user_agent(CHROME_ANDROID_PHONE))
+
+
+def test_server_context_without_agent_parsing_derives_nothing() -> None:
+    context = server_context("203.0.113.77", "curl/8.5.0", received_at=now_ms(), parse_agent=False)
+    assert (context.browser, context.device, context.is_bot) == (None, None, False)
+
+
+TRUSTED = parse_networks(["10.0.0.0/8", "2001:db8:ffff::/48"])
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "expected"),
+    [
+        ("10.0.0.2", "198.51.100.7", "198.51.100.7"),  # one trusted proxy
+        ("10.0.0.2", "6.6.6.6, 198.51.100.7, 10.3.3.3", "198.51.100.7"),  # client-written hops ignored
+        ("10.0.0.2", "198.51.100.7:4711", "198.51.100.7"),  # a port after the address
+        ("10.0.0.2", "[2001:db8:1::9]:443", "2001:db8:1::9"),
+        ("10.0.0.2", "10.1.1.1, 10.2.2.2", "10.1.1.1"),  # all trusted: the leftmost
+        ("10.0.0.2", None, "10.0.0.2"),
+        ("10.0.0.2", " , ", "10.0.0.2"),
+        ("203.0.113.5", "6.6.6.6", "203.0.113.5"),  # not a trusted proxy: header ignored
+        ("2001:db8:ffff::1", "198.51.100.7", "198.51.100.7"),
+        (None, "198.51.100.7", None),
+    ],
+)
+def test_client_host_believes_forwarded_for_only_from_trusted_proxies(
+    peer: str | None, forwarded: str | None, expected: str | None
+) -> None:
+    assert client_host(peer, forwarded, TRUSTED) == expected
+
+
+def test_client_host_without_trusted_proxies_is_the_peer() -> None:
+    assert client_host("10.0.0.2", "198.51.100.7", ()) == "10.0.0.2"

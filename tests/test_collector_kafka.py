@@ -15,104 +15,31 @@ from collections.abc import AsyncIterator
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.structs import ConsumerRecord
-from collector_support import DEFAULT_CLIENT, page_view, product_view, running
-from kafka import KafkaConsumer
+from collector_support import DEFAULT_CLIENT, Tails, open_tails, page_view, product_view, running
 
 from tracker.collect.app import create_app
 from tracker.collect.producer import KafkaBatchProducer
-from tracker.schema import DeadLetter, TrackedEvent, parse_tracked, partition_key
-from tracker.settings import Settings
+from tracker.schema import partition_key
+from tracker.settings import Settings, SiteConfig
 
 pytestmark = pytest.mark.integration
-
-READ_DEADLINE_SECONDS = 20.0
-
-
-class TopicTail:
-    """Reads the records a topic received since the tail was opened."""
-
-    def __init__(self, consumer: AIOKafkaConsumer, start: dict[TopicPartition, int]) -> None:
-        self._consumer = consumer
-        self._start = start
-
-    @classmethod
-    async def open(cls, bootstrap: str, topic: str) -> TopicTail:
-        partitions = await asyncio.to_thread(_partitions, bootstrap, topic)
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
-        await consumer.start()
-        consumer.assign(tps)
-        return cls(consumer, await consumer.end_offsets(tps))
-
-    async def read(self) -> list[ConsumerRecord]:
-        """Everything appended since opening, up to the end offsets as of now."""
-        consumer = self._consumer
-        for tp, offset in self._start.items():
-            consumer.seek(tp, offset)
-        end = await consumer.end_offsets(list(self._start))
-        records: list[ConsumerRecord] = []
-        deadline = time.monotonic() + READ_DEADLINE_SECONDS
-        while [tp for tp in end if await consumer.position(tp) < end[tp]]:
-            assert time.monotonic() < deadline, "records below the end offsets were not readable"
-            batches = await consumer.getmany(*end, timeout_ms=200)
-            for tp, batch in batches.items():
-                records.extend(r for r in batch if r.offset < end[tp])
-        return records
-
-    async def close(self) -> None:
-        await self._consumer.stop()
-
-
-def _partitions(bootstrap: str, topic: str) -> set[int]:
-    # aiokafka's consumer knows no topic metadata before it is assigned or subscribed.
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-    finally:
-        consumer.close()
-    assert partitions, f"topic {topic!r} does not exist"
-    return partitions
-
-
-class Tails:
-    def __init__(self, events: TopicTail, dlq: TopicTail) -> None:
-        self.events_tail, self.dlq_tail = events, dlq
-
-    async def events(self, site_id: str) -> list[tuple[bytes | None, TrackedEvent, bytes]]:
-        """(key, parsed record, raw value) of this site's records on ``events``."""
-        found = []
-        for record in await self.events_tail.read():
-            tracked = parse_tracked(record.value)
-            if tracked.event.site_id == site_id:
-                found.append((record.key, tracked, record.value))
-        return found
-
-    async def dead_letters(self, site_id: str) -> list[tuple[DeadLetter, bytes]]:
-        """This site's records on ``events.dlq`` (matched on the site id or, if unreadable, the payload)."""
-        found = []
-        for record in await self.dlq_tail.read():
-            dead = DeadLetter.model_validate_json(record.value)
-            if dead.site_id == site_id or site_id in dead.payload:
-                found.append((dead, record.value))
-        return found
 
 
 @pytest.fixture
 async def tails(settings: Settings) -> AsyncIterator[Tails]:
-    events = await TopicTail.open(settings.kafka_bootstrap, settings.topic_events)
-    dlq = await TopicTail.open(settings.kafka_bootstrap, settings.topic_events_dlq)
-    try:
-        yield Tails(events, dlq)
-    finally:
-        await events.close()
-        await dlq.close()
+    async with open_tails(settings) as opened:
+        yield opened
 
 
 @pytest.fixture
-async def http(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with running(create_app(settings)) as client:
+def collector_settings(settings: Settings, site_id: str) -> Settings:
+    """The session's settings with this test's site registered."""
+    return settings.model_copy(update={"sites": (SiteConfig(id=site_id, origins=("https://shop.example",)),)})
+
+
+@pytest.fixture
+async def http(collector_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with running(create_app(collector_settings)) as client:
         yield client
 
 
@@ -135,7 +62,7 @@ async def test_valid_batch_is_in_the_events_topic_when_202_arrives(
     response = await http.post("/v1/events", json={"events": events, "sent_at": before})
 
     assert response.status_code == 202, response.text
-    assert response.json() == {"accepted": 3, "rejected": []}
+    assert response.json() == {"accepted": 3, "rejected": [], "dropped": 0}
     written = await tails.events(site_id)
     assert sorted(str(t.event.event_id) for _, t, _ in written) == sorted(e["event_id"] for e in events)
     for key, tracked, _ in written:
@@ -149,8 +76,9 @@ async def test_valid_batch_is_in_the_events_topic_when_202_arrives(
 
 
 async def test_mixed_batch_accepts_valid_and_dead_letters_invalid(
-    tails: Tails, site_id: str, settings: Settings
+    tails: Tails, site_id: str, collector_settings: Settings
 ) -> None:
+    settings = collector_settings
     good = [page_view(site_id), page_view(site_id)]
     bad_schema = page_view(site_id, visitor_id="short")
     unknown_field = page_view(site_id, email="someone@example.com")
@@ -216,8 +144,14 @@ async def test_text_plain_body_from_send_beacon_is_accepted(
     ],
 )
 async def test_raw_ip_never_reaches_kafka(
-    settings: Settings, tails: Tails, site_id: str, client_ip: str, prefix: str, forbidden: list[bytes]
+    collector_settings: Settings,
+    tails: Tails,
+    site_id: str,
+    client_ip: str,
+    prefix: str,
+    forbidden: list[bytes],
 ) -> None:
+    settings = collector_settings
     batch = [page_view(site_id), page_view(site_id, visitor_id="x")]  # one for each topic
     async with running(create_app(settings), client=(client_ip, 40000)) as client:
         response = await client.post("/v1/events", json={"events": batch})
@@ -317,8 +251,9 @@ async def test_readyz_is_200_once_the_producer_is_connected(http: httpx.AsyncCli
 
 
 async def test_kafka_unreachable_starts_and_answers_503_with_retry_after(
-    settings: Settings, site_id: str
+    collector_settings: Settings, site_id: str
 ) -> None:
+    settings = collector_settings
     down = settings.model_copy(
         update={"kafka_bootstrap": f"127.0.0.1:{closed_port()}", "produce_timeout_seconds": 0.5}
     )
@@ -363,8 +298,9 @@ async def forwarder(port: int, target: str) -> AsyncIterator[None]:
 
 
 async def test_collector_recovers_when_kafka_becomes_reachable(
-    settings: Settings, tails: Tails, site_id: str
+    collector_settings: Settings, tails: Tails, site_id: str
 ) -> None:
+    settings = collector_settings
     port = closed_port()
     late = settings.model_copy(
         update={"kafka_bootstrap": f"127.0.0.1:{port}", "produce_timeout_seconds": 1.0}
@@ -393,3 +329,39 @@ async def test_collector_recovers_when_kafka_becomes_reachable(
 async def test_default_client_address_is_what_gets_truncated() -> None:
     # Guards the other tests: they rely on this address being the ASGI client.
     assert DEFAULT_CLIENT[0] == "203.0.113.77"
+
+
+async def test_each_visitor_lands_on_the_partition_the_java_partitioner_picks(
+    http: httpx.AsyncClient, site_id: str, settings: Settings
+) -> None:
+    """Decisions (aiokafka) and erasures are placed with murmur2, like the Java client; the
+    collector's events must agree, or a visitor's erasure reaches another worker."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.partitioner.default import murmur2
+
+    visitors = [f"visitor-part{i:04d}" for i in range(16)]
+    response = await http.post(
+        "/v1/events", json={"events": [page_view(site_id, visitor_id=v) for v in visitors]}
+    )
+    assert response.status_code == 202, response.text
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    try:
+        partitions = sorted(consumer.partitions_for_topic(settings.topic_events) or ())
+        assert len(partitions) > 1, "the test needs several partitions to mean anything"
+        consumer.assign([TopicPartition(settings.topic_events, p) for p in partitions])
+        consumer.seek_to_beginning()
+        placed: dict[str, int] = {}
+        deadline = time.monotonic() + 30
+        while len(placed) < len(visitors) and time.monotonic() < deadline:
+            for tp, records in consumer.poll(timeout_ms=500).items():
+                for record in records:
+                    event = orjson.loads(record.value)["event"]
+                    if event["site_id"] == site_id:
+                        placed[event["visitor_id"]] = tp.partition
+    finally:
+        consumer.close()
+    assert len(placed) == len(visitors)
+    for visitor, partition in placed.items():
+        key = partition_key(site_id, visitor)
+        assert partition == (murmur2(key) & 0x7FFFFFFF) % len(partitions), visitor

@@ -1,12 +1,17 @@
-"""KafkaBatchProducer's own logic, with a stand-in for AIOKafkaProducer (no Kafka needed)."""
+"""KafkaBatchProducer's own logic, with a stand-in for librdkafka's producer (no Kafka needed).
+
+The stand-in behaves like the real client where it matters: records are queued by
+``produce`` and their delivery reports arrive later, from ``poll`` on the producer's
+own poller thread.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import threading
 from typing import Any
 
 import pytest
-from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
+from confluent_kafka import KafkaError, KafkaException
 
 from tracker.collect.producer import KafkaBatchProducer
 from tracker.collect.validate import Record
@@ -18,98 +23,168 @@ RECORDS = [Record("events", f"k{i}".encode(), b"{}") for i in range(5)]
 
 
 class StandIn:
-    """Acknowledges nothing until every record of the batch has been handed over, so a
-    producer that waited for each acknowledgement before sending the next would stall."""
+    """Queues records; reports them delivered (or failed with ``error``) on the next poll,
+    only once ``release`` is set. ``down_for`` metadata requests fail first."""
 
-    def __init__(self, batch_size: int, *, fail_starts: int = 0, error: Exception | None = None) -> None:
-        self.batch_size = batch_size
-        self.fail_starts = fail_starts
+    def __init__(self, *, down_for: int = 0, error: KafkaError | None = None, full_after: int | None = None):
+        self.config: dict[str, Any] = {}
+        self.down_for = down_for
         self.error = error
-        self.pending: list[asyncio.Future[Any]] = []
-        self.sent: list[tuple[str, bytes | None, bytes]] = []
-        self.stopped = False
+        self.full_after = full_after
+        self.release = threading.Event()
+        self.release.set()
+        self.queued: list[tuple[Record, Any]] = []
+        self.produced: list[Record] = []
+        self.lock = threading.Lock()
+        self.flushed = False
 
-    async def start(self) -> None:
-        if self.fail_starts:
-            self.fail_starts -= 1
-            raise KafkaConnectionError("Unable to bootstrap")
+    def __call__(self, config: dict[str, Any]) -> StandIn:
+        self.config = config
+        return self
 
-    async def stop(self) -> None:
-        self.stopped = True
+    def produce(self, topic: str, value: bytes, key: bytes | None, on_delivery: Any) -> None:
+        if self.full_after is not None and len(self.produced) >= self.full_after:
+            raise BufferError("Local: Queue full")
+        record = Record(topic, key, value)
+        self.produced.append(record)
+        with self.lock:
+            self.queued.append((record, on_delivery))
 
-    async def send(self, topic: str, value: bytes, key: bytes | None) -> asyncio.Future[Any]:
-        self.sent.append((topic, key, value))
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.pending.append(future)
-        if len(self.pending) == self.batch_size:
-            for waiting in self.pending:
-                if self.error is not None:
-                    waiting.set_exception(self.error)
-                else:
-                    waiting.set_result(None)
-            self.pending = []
-        return future
+    def poll(self, timeout: float) -> int:
+        if not self.release.wait(timeout):
+            return 0
+        with self.lock:
+            ready, self.queued = self.queued, []
+        for _, callback in ready:
+            callback(self.error, None)
+        if not ready:
+            threading.Event().wait(timeout)
+        return len(ready)
+
+    def flush(self, timeout: float) -> int:
+        self.flushed = True
+        return self.poll(0) and 0
+
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
+        if self.down_for:
+            self.down_for -= 1
+            raise KafkaException(KafkaError(KafkaError._TRANSPORT, "Broker transport failure"))
+        return object()
 
 
-def producer_with(*stand_ins: StandIn) -> KafkaBatchProducer:
-    queue = list(stand_ins)
+def producer_with(stand_in: StandIn) -> KafkaBatchProducer:
     return KafkaBatchProducer(
-        SETTINGS,
-        reconnect_initial_seconds=0.01,
-        reconnect_max_seconds=0.02,
-        # One stand-in per connection attempt; the last one serves every later attempt.
-        producer_factory=lambda: queue.pop(0) if len(queue) > 1 else queue[0],  # type: ignore[return-value]
+        SETTINGS, reconnect_initial_seconds=0.01, reconnect_max_seconds=0.02, client_factory=stand_in
     )
 
 
-async def test_sends_every_record_before_awaiting_acknowledgements() -> None:
-    stand_in = StandIn(batch_size=len(RECORDS))
+async def test_configuration_is_acks_all_and_idempotent() -> None:
+    stand_in = StandIn()
     producer = producer_with(stand_in)
     await producer.start()
-    await producer.send_batch(RECORDS)
-    assert [(t, k, v) for t, k, v in stand_in.sent] == [tuple(r) for r in RECORDS]
     await producer.stop()
-    assert stand_in.stopped
+    assert stand_in.config["acks"] == "all"
+    assert stand_in.config["enable.idempotence"] is True
+    assert stand_in.config["bootstrap.servers"] == SETTINGS.kafka_bootstrap
+    assert stand_in.flushed
+
+
+async def test_returns_once_every_record_is_acknowledged() -> None:
+    stand_in = StandIn()
+    producer = producer_with(stand_in)
+    await producer.start()
+    try:
+        await producer.send_batch(RECORDS)
+        assert stand_in.produced == RECORDS
+        assert producer.ready
+    finally:
+        await producer.stop()
 
 
 async def test_missing_acknowledgement_is_a_delivery_timeout() -> None:
-    producer = producer_with(StandIn(batch_size=len(RECORDS) + 1))  # the last ack never comes
+    stand_in = StandIn()
+    producer = producer_with(stand_in)
     await producer.start()
-    with pytest.raises(DeliveryTimeoutError, match=r"5 record\(s\) within 0.3 s"):
-        await producer.send_batch(RECORDS)
-    await producer.stop()
+    try:
+        await producer.send_batch(RECORDS[:1])  # connected
+        stand_in.release.clear()  # reports stop arriving
+        with pytest.raises(DeliveryTimeoutError, match="did not acknowledge 5 record"):
+            await producer.send_batch(RECORDS)
+    finally:
+        stand_in.release.set()
+        await producer.stop()
 
 
 async def test_refused_write_is_a_delivery_error() -> None:
-    producer = producer_with(StandIn(batch_size=len(RECORDS), error=MessageSizeTooLargeError()))
+    stand_in = StandIn(error=KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "Message size too large"))
+    producer = producer_with(stand_in)
     await producer.start()
-    with pytest.raises(DeliveryError, match="refused"):
-        await producer.send_batch(RECORDS)
-    await producer.stop()
+    try:
+        with pytest.raises(DeliveryError, match="Message size too large"):
+            await producer.send_batch(RECORDS)
+    finally:
+        await producer.stop()
 
 
-async def test_start_returns_at_once_and_reconnects_in_the_background() -> None:
-    failing, working = StandIn(len(RECORDS), fail_starts=1), StandIn(len(RECORDS))
-    failing_twice = StandIn(len(RECORDS), fail_starts=1)
-    producer = producer_with(failing, failing_twice, working)
-    await producer.start()  # does not raise although the first attempts fail
-    await producer.send_batch(RECORDS)  # waits for the connection, within the timeout
-    assert producer.ready
-    assert failing.stopped and failing_twice.stopped  # failed attempts are closed
-    assert len(working.sent) == len(RECORDS)
-    await producer.stop()
+async def test_full_local_queue_is_a_delivery_error() -> None:
+    stand_in = StandIn(full_after=2)
+    producer = producer_with(stand_in)
+    await producer.start()
+    try:
+        with pytest.raises(DeliveryError, match="local queue is full"):
+            await producer.send_batch(RECORDS)
+    finally:
+        await producer.stop()
+
+
+async def test_start_returns_at_once_and_connects_in_the_background() -> None:
+    stand_in = StandIn(down_for=3)
+    producer = producer_with(stand_in)
+    await producer.start()
+    try:
+        assert not producer.ready
+        await producer.send_batch(RECORDS)  # waits for the connection, within the timeout
+        assert stand_in.down_for == 0
+        assert producer.ready and await producer.check()
+    finally:
+        await producer.stop()
 
 
 async def test_never_connected_is_broker_unavailable() -> None:
-    producer = producer_with(StandIn(len(RECORDS), fail_starts=10**6))
+    stand_in = StandIn(down_for=10_000)
+    producer = producer_with(stand_in)
     await producer.start()
-    with pytest.raises(BrokerUnavailableError, match=r"127\.0\.0\.1:9"):
-        await producer.send_batch(RECORDS)
-    assert not producer.ready
-    assert not await producer.check()
-    await producer.stop()
+    try:
+        with pytest.raises(BrokerUnavailableError, match=r"Not connected to Kafka at 127\.0\.0\.1:9"):
+            await producer.send_batch(RECORDS)
+        assert stand_in.produced == []
+        assert not await producer.check()
+    finally:
+        await producer.stop()
 
 
 async def test_send_before_start_is_broker_unavailable() -> None:
-    with pytest.raises(BrokerUnavailableError, match="start"):
-        await producer_with(StandIn(1)).send_batch(RECORDS)
+    with pytest.raises(BrokerUnavailableError, match="not started"):
+        await producer_with(StandIn()).send_batch(RECORDS)
+
+
+async def test_all_brokers_down_clears_readiness_until_a_write_succeeds() -> None:
+    stand_in = StandIn()
+    producer = producer_with(stand_in)
+    await producer.start()
+    try:
+        await producer.send_batch(RECORDS[:1])
+        producer._on_error(KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"))
+        assert not producer.ready
+        await producer.send_batch(RECORDS[:1])
+        assert producer.ready
+    finally:
+        await producer.stop()
+
+
+async def test_stop_is_safe_without_start_and_twice() -> None:
+    producer = producer_with(StandIn())
+    await producer.stop()
+    await producer.start()
+    await producer.stop()
+    await producer.stop()

@@ -16,7 +16,7 @@ from tracker.collect.validate import (
     to_records,
 )
 from tracker.errors import BatchTooLargeError, InvalidBatchError, MalformedBatchError
-from tracker.schema import DeadLetter, ServerContext, parse_tracked, partition_key
+from tracker.schema import TRACKED_ADAPTER, DeadLetter, ServerContext, parse_tracked, partition_key
 
 SITE = "shop-1"
 CONTEXT = ServerContext(received_at=1_700_000_000_000, ip_prefix="203.0.113.0/24")
@@ -34,7 +34,37 @@ def split(events: list, *, max_event_bytes: int = 32_768, dlq_payload_max_bytes:
 def test_parse_batch_returns_the_raw_events() -> None:
     events = [page_view(SITE), {"anything": 1}, 7]
     body = orjson.dumps({"events": events, "sent_at": now_ms()})
-    assert parse_batch(body, max_events=10) == events
+    batch = parse_batch(body, max_events=10)
+    assert batch.events == events
+    assert batch.site_id == SITE  # the one well-formed site id the events share
+    assert batch.consent is None and not batch.consent_recorded
+
+
+def test_parse_batch_reads_site_and_consent_from_the_envelope() -> None:
+    body = orjson.dumps(
+        {"site_id": "other", "consent": {"state": "granted", "recorded": True}, "events": [page_view(SITE)]}
+    )
+    batch = parse_batch(body, max_events=10)
+    assert batch.site_id == "other"
+    assert batch.consent_recorded
+    assert not parse_batch(
+        orjson.dumps({"consent": {"state": "granted"}, "events": [page_view(SITE)]}), max_events=10
+    ).consent_recorded
+
+
+@pytest.mark.parametrize(
+    ("payload", "fragment"),
+    [
+        ({"events": [page_view("one"), page_view("two")]}, "they name 2 sites"),
+        ({"events": [{"type": "page_view"}]}, "none has a valid one"),
+        ({"events": [{}], "site_id": "Not A Site"}, "site_id"),
+        ({"events": [{}], "site_id": "s", "consent": {"state": "maybe"}}, "consent.state"),
+        ({"events": [{}], "site_id": "s", "consent": {"state": "granted", "why": "x"}}, "consent.why"),
+    ],
+)
+def test_parse_batch_needs_one_site_and_a_valid_consent(payload: dict, fragment: str) -> None:
+    with pytest.raises(InvalidBatchError, match=fragment):
+        parse_batch(orjson.dumps(payload), max_events=10)
 
 
 @pytest.mark.parametrize(
@@ -78,7 +108,7 @@ def test_parse_batch_refuses_too_many_events() -> None:
     body = orjson.dumps({"events": [{}] * 11})
     with pytest.raises(BatchTooLargeError, match="Batch has 11 events; the limit is 10"):
         parse_batch(body, max_events=10)
-    assert len(parse_batch(orjson.dumps({"events": [{}] * 10}), max_events=10)) == 10
+    assert len(parse_batch(orjson.dumps({"events": [{}] * 10, "site_id": SITE}), max_events=10).events) == 10
 
 
 # --- split_batch --------------------------------------------------------------------------
@@ -204,3 +234,23 @@ def test_records_key_events_by_visitor_and_send_dead_letters_to_the_dlq() -> Non
     assert tracked.server == CONTEXT
     dead = DeadLetter.model_validate_json(records[2].value)
     assert dead.reason == REASON_SCHEMA
+
+
+def test_events_for_another_site_than_the_batch_are_rejected() -> None:
+    mine, theirs = page_view(SITE), page_view("elsewhere")
+    split = split_batch(
+        [mine, theirs], CONTEXT, max_event_bytes=32_768, dlq_payload_max_bytes=1024, site_id=SITE
+    )
+    assert [str(t.event.event_id) for t in split.accepted] == [mine["event_id"]]
+    (rejection,) = split.rejected
+    assert rejection.reason == "site_mismatch"
+    assert rejection.public()["errors"][0]["field"] == "site_id"
+
+
+def test_event_records_are_byte_for_byte_the_tracked_event_json() -> None:
+    events = [page_view(SITE), product_view(SITE, visitor_id="visitor-0002")]
+    split = split_batch(events, CONTEXT, max_event_bytes=32_768, dlq_payload_max_bytes=1024)
+    records = to_records(split, topic_events="events", topic_dlq="events.dlq")
+    for record, tracked in zip(records, split.accepted, strict=True):
+        assert record.value == TRACKED_ADAPTER.dump_json(tracked)
+        assert parse_tracked(record.value) == tracked

@@ -18,8 +18,11 @@ import pydantic
 
 from tracker.errors import BatchTooLargeError, InvalidBatchError, MalformedBatchError
 from tracker.schema import (
-    TRACKED_ADAPTER,
+    EVENT_ADAPTER,
+    SCHEMA_VERSION,
+    BatchConsent,
     DeadLetter,
+    Event,
     EventBatch,
     EventType,
     ServerContext,
@@ -30,6 +33,7 @@ from tracker.schema import (
 
 REASON_SCHEMA = "schema"
 REASON_TOO_LARGE = "too_large"
+REASON_SITE_MISMATCH = "site_mismatch"
 # Errors reported per event: an event with hundreds of unknown keys gets a bounded answer.
 MAX_ERRORS_PER_EVENT = 20
 # An echoed event_id is the client's own value, but a bounded one.
@@ -73,17 +77,39 @@ class Rejection:
 
 
 @dataclass(frozen=True, slots=True)
+class ParsedBatch:
+    """A body that is a batch: its site, the sender's consent, and the raw events (not yet validated)."""
+
+    site_id: str
+    consent: BatchConsent | None
+    events: list[Any]
+
+    @property
+    def consent_recorded(self) -> bool:
+        """Explicit, recorded consent: what overrides DNT and GPC."""
+        return self.consent is not None and self.consent.explicit_grant
+
+
+@dataclass(frozen=True, slots=True)
 class SplitBatch:
-    accepted: list[TrackedEvent]
+    """A batch validated event by event; every accepted event shares the request's context."""
+
+    events: list[Event]
+    context: ServerContext
     rejected: list[Rejection]
 
+    @property
+    def accepted(self) -> list[TrackedEvent]:
+        return [TrackedEvent(event=event, server=self.context) for event in self.events]
 
-def parse_batch(body: bytes, *, max_events: int) -> list[Any]:
-    """The raw events of a request body, or a :class:`BatchError` saying what is wrong.
 
-    The envelope (``sent_at``, no unknown keys) is checked against
-    :class:`~tracker.schema.EventBatch`; the events themselves are left to
-    :func:`split_batch`, one by one.
+def parse_batch(body: bytes, *, max_events: int) -> ParsedBatch:
+    """The batch in a request body, or a :class:`BatchError` saying what is wrong.
+
+    The envelope (``site_id``, ``consent``, ``sent_at``, no unknown keys) is checked
+    against :class:`~tracker.schema.EventBatch`; the events themselves are left to
+    :func:`split_batch`, one by one. The batch's site is its ``site_id``, or else the
+    one well-formed ``site_id`` its events share.
     """
     try:
         payload = orjson.loads(body)
@@ -110,12 +136,22 @@ def parse_batch(body: bytes, *, max_events: int) -> list[Any]:
     try:
         # The envelope rules (sent_at, no unknown keys, at least one event) apply here, with a
         # placeholder event: each real event is validated later, alone.
-        EventBatch.model_validate({**payload, "events": [{}] if events else []})
+        envelope = EventBatch.model_validate({**payload, "events": [{}] if events else []})
     except pydantic.ValidationError as exc:
         errors = [_error(e) for e in exc.errors(include_url=False, include_input=False)]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         raise InvalidBatchError(f"Batch envelope is invalid: {detail}", errors) from None
-    return events
+    site_id = envelope.site_id
+    if site_id is None:
+        sites = {site for raw in events if (site := _readable(raw, "site_id", _SITE_ID))}
+        if len(sites) != 1:
+            found = "none has a valid one" if not sites else f"they name {len(sites)} sites"
+            raise InvalidBatchError(
+                f"Cannot tell the batch's site: {found}; send one site per batch, with 'site_id'",
+                [{"field": "site_id", "message": "expected the batch's site id"}],
+            )
+        site_id = sites.pop()
+    return ParsedBatch(site_id=site_id, consent=envelope.consent, events=events)
 
 
 def split_batch(
@@ -124,9 +160,14 @@ def split_batch(
     *,
     max_event_bytes: int,
     dlq_payload_max_bytes: int,
+    site_id: str | None = None,
 ) -> SplitBatch:
-    """Validate every event alone: valid ones become :class:`TrackedEvent`, others :class:`Rejection`."""
-    accepted: list[TrackedEvent] = []
+    """Validate every event alone: valid ones become :class:`TrackedEvent`, others :class:`Rejection`.
+
+    With ``site_id``, an event for another site is rejected (``site_mismatch``): the
+    sender was authorised for the batch's site only.
+    """
+    accepted: list[Event] = []
     rejected: list[Rejection] = []
 
     def reject(index: int, raw: Any, encoded: bytes, reason: str, message: str, errors: list) -> None:
@@ -165,22 +206,44 @@ def split_batch(
                 index, raw, encoded, REASON_SCHEMA, f"{len(errors)} invalid field(s): {head}{more}", errors
             )
             continue
-        accepted.append(TrackedEvent(event=event, server=context))
-    return SplitBatch(accepted=accepted, rejected=rejected)
+        if site_id is not None and event.site_id != site_id:
+            message = f"Event is for site {event.site_id!r} but the batch is for site {site_id!r}"
+            reject(
+                index,
+                raw,
+                encoded,
+                REASON_SITE_MISMATCH,
+                message,
+                [_field_error("site_id", message, REASON_SITE_MISMATCH)],
+            )
+            continue
+        accepted.append(event)
+    return SplitBatch(events=accepted, context=context, rejected=rejected)
 
 
 def to_records(split: SplitBatch, *, topic_events: str, topic_dlq: str) -> list[Record]:
-    """Kafka records for a split batch: events keyed by ``site:visitor``, dead letters too when readable."""
+    """Kafka records for a split batch: events keyed by ``site:visitor``, dead letters too when readable.
+
+    Each value is exactly ``TRACKED_ADAPTER.dump_json(TrackedEvent(event, context))``, assembled
+    from the event's JSON and the context's, serialised once per batch: half the cost per event.
+    """
+    head = b'{"schema_version":%d,"event":' % SCHEMA_VERSION
+    tail = b',"server":' + split.context.model_dump_json().encode() + b"}"
     records = [
         Record(
             topic_events,
-            partition_key(tracked.event.site_id, tracked.event.visitor_id),
-            TRACKED_ADAPTER.dump_json(tracked),
+            partition_key(event.site_id, event.visitor_id),
+            head + EVENT_ADAPTER.dump_json(event) + tail,
         )
-        for tracked in split.accepted
+        for event in split.events
     ]
     records.extend(Record(topic_dlq, r.key, r.dead_letter.model_dump_json().encode()) for r in split.rejected)
     return records
+
+
+def field_errors(exc: pydantic.ValidationError, raw: dict[str, Any] | None = None) -> list[dict[str, str]]:
+    """A validation error as ``[{"field", "message", "type"}]``, paths as the client wrote them."""
+    return [_error(e, raw) for e in exc.errors(include_url=False, include_input=False)]
 
 
 def _error(error: Any, raw: dict[str, Any] | None = None) -> dict[str, str]:
