@@ -1,26 +1,48 @@
-"""The Faust application that turns the ``events`` topic into live visitor profiles.
+"""The Faust application: events -> sessions, live profiles and segments.
 
-Built by :func:`create_app` so tests and the CLI configure it from settings; no
-broker address or port is a literal here.
+Built by :func:`create_app` so that tests and the CLI configure it from
+settings; no broker address, store or port is a literal here.
+
+Agents, tables and timers (``docs/ARCHITECTURE.md`` has the whole picture):
+
+- ``visitors`` agent on ``events`` and the internal control topic: folds each
+  batch into the ``visitors`` table (one :class:`VisitorState` per visitor,
+  changelogged to Kafka) and writes profiles to Redis
+  (:mod:`tracker.streams.visitors`);
+- ``erasures`` agent: re-keys each erasure request onto the control topic,
+  partitioned like the visitor's events, so it is applied in order with them;
+- ``segments`` agent on the single-partition samples topic: the one learner
+  (:mod:`tracker.streams.segments`);
+- timers: the idle-session sweep over locally owned partitions, the segment
+  model refresh, consumer lag, and a Redis resync when Redis restarted empty.
 """
 
 from __future__ import annotations
 
-import time
+import logging
 
 import faust
 import prometheus_client
 import pydantic
-import redis.asyncio as redis_asyncio
 from faust.web import Request, Response, View
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
-from tracker.schema import parse_tracked
+from tracker.schema import ErasureRequest, partition_key
 from tracker.settings import Settings
-from tracker.streams.metrics import EVENTS_PROCESSED, PROCESSING_LAG
-from tracker.streams.profiles import update_profile
+from tracker.streams import codec, metrics
+from tracker.streams.control import Control, key_partition
+from tracker.streams.segments import LearnerHost, load_snapshot
+from tracker.streams.visitors import VisitorProcessor
+
+log = logging.getLogger(__name__)
 
 # aiohttp refuses a charset inside content_type; Prometheus reads text format as UTF-8 anyway.
 _PROMETHEUS_CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST.split(";", 2)[0] + "; version=0.0.4"
+TABLE_NAME = "visitors"
+LAG_INTERVAL_SECONDS = 5.0
+PRODUCER_LINGER_SECONDS = 0.01
+REDIS_CHECK_SECONDS = 5.0
 
 
 def broker_urls(bootstrap: str) -> list[str]:
@@ -28,51 +50,203 @@ def broker_urls(bootstrap: str) -> list[str]:
     return [f"kafka://{server.strip()}" for server in bootstrap.split(",")]
 
 
+def control_topic_name(settings: Settings) -> str:
+    return f"{settings.worker_app_id}-visitor-control"
+
+
+def samples_topic_name(settings: Settings) -> str:
+    return f"{settings.worker_app_id}-segment-samples"
+
+
 def create_app(settings: Settings) -> faust.App:
+    session_timeout = settings.worker_session_timeout_seconds
     app = faust.App(
         settings.worker_app_id,
         broker=broker_urls(settings.kafka_bootstrap),
         store=settings.worker_store,
+        # Not Faust's default (a folder in the current directory).
+        datadir=str(settings.worker_data_dir / "{conf.name}"),
         autodiscover=False,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
         # A new consumer group starts from the oldest retained event: nothing accepted is skipped.
         consumer_auto_offset_reset="earliest",
+        broker_commit_interval=settings.worker_commit_interval_seconds,
+        broker_session_timeout=session_timeout,
+        broker_heartbeat_interval=max(0.5, session_timeout / 5),
+        # Table changes are sent one message per visitor: let them share produce requests.
+        # Nothing waits on them before the Redis write, so this costs no freshness.
+        producer_linger=PRODUCER_LINGER_SECONDS,
         web_enabled=settings.worker_web_port > 0,
         web_bind=settings.worker_web_host,
         web_port=settings.worker_web_port or 6066,
         web_in_thread=False,
     )
-    events_topic = app.topic(settings.topic_events, key_serializer="raw", value_serializer="raw")
+    partitions = settings.topic_partitions
+    # events (external, created by `tracker topics`) and the control topic (internal: Faust
+    # creates it) feed one agent, so a visitor's changes are applied one at a time, in order.
+    visitor_input = app.topic(
+        settings.topic_events,
+        control_topic_name(settings),
+        internal=True,
+        partitions=partitions,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    control_topic = app.topic(
+        control_topic_name(settings),
+        internal=True,
+        partitions=partitions,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    erasures_topic = app.topic(settings.topic_erasures, key_serializer="raw", value_serializer="raw")
+    sessions_topic = app.topic(settings.topic_sessions, key_serializer="raw", value_serializer="raw")
+    samples_topic = app.topic(
+        samples_topic_name(settings),
+        internal=True,
+        partitions=1,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    value_codec = codec.register()
+    # The changelog topic Faust would make, but reading values back with our codec (Faust
+    # derives a table's codec from a model type; the state is a dataclass with its own).
+    changelog = app.topic(
+        f"{settings.worker_app_id}-{TABLE_NAME}-changelog",
+        key_serializer="raw",
+        value_serializer=value_codec,
+        partitions=partitions,
+        compacting=True,
+        acks=False,
+        internal=True,
+        maxsize=131_072,
+        allow_empty=True,
+    )
+    table = app.Table(
+        TABLE_NAME,
+        partitions=partitions,
+        key_type=bytes,
+        changelog_topic=changelog,
+        help="Per-visitor state: profile, open session, recent event ids, erasure tombstone.",
+    )
+    table.value_serializer = value_codec  # what table changes are written with
+    processor = VisitorProcessor(
+        app,
+        settings,
+        table=table,
+        sessions_topic=sessions_topic,
+        control_topic=control_topic,
+        samples_topic=samples_topic if settings.segments_enabled else None,
+    )
+    app.visitor_processor = processor  # type: ignore[attr-defined]  # for tests and benchmarks
 
-    @app.agent(events_topic, name="profiles")
-    async def build_profiles(stream: faust.Stream[bytes]) -> None:
-        """Fold every event into its visitor's profile in Redis, skipping duplicates."""
-        redis = redis_asyncio.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
-        try:
-            async for raw in stream:
+    @app.agent(visitor_input, name="visitors")
+    async def visitors(stream: faust.StreamT) -> None:
+        """Fold batches of events (and control records) into visitor states and profiles."""
+        async for batch in stream.noack_take(settings.worker_batch_max, settings.worker_batch_wait_seconds):
+            await processor.process(stream, batch)
+
+    @app.agent(erasures_topic, name="erasures")
+    async def erasures(stream: faust.StreamT) -> None:
+        """Re-key erasure requests onto the control topic, on the visitor's events partition."""
+        async for raw in stream:
+            try:
+                request = ErasureRequest.model_validate_json(raw)
+            except pydantic.ValidationError as exc:
+                log.error("unreadable erasure request skipped: %s", exc)
+                metrics.ERASURES.labels(outcome="invalid").inc()
+                continue
+            key = partition_key(request.site_id, request.visitor_id)
+            count = app.consumer.topic_partitions(settings.topic_events) or partitions
+            future = await control_topic.send(
+                key=key,
+                value=Control("erase", erasure=request).to_bytes(),
+                partition=key_partition(key, count),
+            )
+            await future  # acknowledged by Kafka before this request is acknowledged
+
+    if settings.segments_enabled:
+        learner_redis = Redis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
+        host = LearnerHost(settings, learner_redis)
+
+        @app.agent(samples_topic, name="segments")
+        async def segments(stream: faust.StreamT) -> None:
+            """The one segment learner: whoever owns the single samples partition."""
+            async for samples in stream.take(1000, within=1.0):
                 try:
-                    tracked = parse_tracked(raw)
-                except pydantic.ValidationError:
-                    # The collector validated it, so this is a producer bug or a schema
-                    # migration gap: count it and move on rather than stall the partition.
-                    EVENTS_PROCESSED.labels(type="unknown", outcome="invalid").inc()
-                    continue
-                applied = await update_profile(redis, tracked, settings)
-                EVENTS_PROCESSED.labels(
-                    type=tracked.event.type.value, outcome="applied" if applied else "duplicate"
-                ).inc()
-                if applied:
-                    PROCESSING_LAG.observe(max(0.0, time.time() - tracked.server.received_at / 1000))
-        finally:
-            await redis.aclose()
+                    await host.learn(list(samples))
+                except RedisError as exc:
+                    log.warning("segment model publication failed (%r); will retry", exc)
+
+        @app.timer(interval=settings.segment_publish_seconds)
+        async def publish_segments() -> None:
+            """Publish from the worker that owns the samples partition, and only from it."""
+            owned = any(tp.topic == samples_topic_name(settings) for tp in app.consumer.assignment())
+            if not owned:
+                host.forget()
+                return
+            try:
+                await host.publish()
+            except RedisError as exc:
+                log.warning("segment model publication failed (%r); will retry", exc)
+
+        @app.timer(interval=settings.segment_refresh_seconds)
+        async def refresh_segments() -> None:
+            try:
+                snapshot = await load_snapshot(processor.redis, settings.worker_app_id)
+            except (RedisError, ValueError) as exc:
+                log.warning("cannot read the segment model (%r); keeping the current one", exc)
+                return
+            if snapshot is not None:
+                processor.segment_snapshot = snapshot
+                metrics.SEGMENT_MODEL_VERSION.set(snapshot["version"])
+
+    @app.timer(interval=settings.session_sweep_seconds)
+    async def sweep() -> None:
+        await processor.sweep()
+
+    @app.timer(interval=LAG_INTERVAL_SECONDS)
+    async def consumer_lag() -> None:
+        committed = app.monitor.tp_committed_offsets
+        for tp in app.consumer.assignment():
+            try:
+                highwater = app.consumer.highwater(tp)
+            except Exception:  # not fetched yet: no highwater known
+                continue
+            if highwater is None:
+                continue
+            position = committed.get(tp)
+            lag = highwater - position if position is not None else highwater
+            metrics.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, lag))
+
+    redis_run: dict[str, str] = {}
+
+    @app.timer(interval=REDIS_CHECK_SECONDS)
+    async def resync_after_redis_restart() -> None:
+        """Redis restarted empty (new run id): write the profiles the table holds again."""
+        try:
+            run_id = (await processor.redis.info("server"))["run_id"]
+        except (RedisError, OSError, KeyError) as exc:
+            log.debug("Redis not answering INFO: %r", exc)
+            return
+        previous = redis_run.get("run_id")
+        redis_run["run_id"] = run_id
+        if previous is not None and previous != run_id:
+            written = await processor.resync_redis()
+            log.warning("Redis restarted (run id changed): rewrote %d profiles", written)
 
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(
-                prometheus_client.generate_latest(), content_type=_PROMETHEUS_CONTENT_TYPE
-            )
+            return self.bytes(prometheus_client.generate_latest(), content_type=_PROMETHEUS_CONTENT_TYPE)
+
+    @app.page("/healthz")
+    class Health(View):
+        """Liveness (and Kubernetes readiness: a worker takes no traffic, it only consumes)."""
+
+        async def get(self, request: Request) -> Response:
+            return self.json({"status": "ok"})
 
     return app
 
@@ -81,5 +255,8 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
     """Run one worker until SIGINT/SIGTERM; start more to share the partitions."""
     from faust.worker import Worker
 
-    app = create_app(settings)
+    from tracker.streams.topics import prepare_topics
+
+    settings.worker_data_dir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
+    app = create_app(prepare_topics(settings))
     Worker(app, loglevel=loglevel).execute_from_commandline()

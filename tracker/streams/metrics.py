@@ -2,15 +2,74 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_PROCESSED = Counter(
     "tracker_worker_events_total",
-    "Events read from the events topic, by type and outcome (applied, duplicate, invalid).",
+    "Events read from the events topic, by type and outcome: applied, duplicate (event id seen), "
+    "replayed (redelivered after a restart, already in the table), erased (visitor erased), "
+    "reprofiled (consent granted again after an erasure), invalid.",
     ["type", "outcome"],
+)
+DUPLICATES_SKIPPED = Counter(
+    "tracker_worker_duplicates_skipped_total",
+    "Events skipped because they were already counted: by event id (client retry) or by "
+    "offset (redelivery after a crash or rebalance).",
+    ["reason"],
 )
 PROCESSING_LAG = Histogram(
     "tracker_worker_event_to_profile_seconds",
-    "Time from the collector receiving an event to its profile write.",
+    "Time from the collector receiving an event to the write of the profile that counts it.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+BATCH_SECONDS = Histogram(
+    "tracker_worker_batch_seconds",
+    "Time to process one batch of records: fold, changelog, Redis write.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+BATCH_RECORDS = Histogram(
+    "tracker_worker_batch_records",
+    "Records per processed batch.",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500),
+)
+SESSIONS_CLOSED = Counter(
+    "tracker_worker_sessions_closed_total",
+    "Sessions written to the sessions topic, by what closed them: gap, source, idle.",
+    ["closed_by"],
+)
+ERASURES = Counter(
+    "tracker_worker_erasures_total",
+    "Erasure requests handled: erased, duplicate (request id already handled).",
+    ["outcome"],
+)
+REDIS_ERRORS = Counter(
+    "tracker_worker_redis_errors_total",
+    "Failed Redis writes (retried until they succeed; events are acknowledged only after).",
+)
+CONSUMER_LAG = Gauge(
+    "tracker_worker_consumer_lag_messages",
+    "Records in a partition this worker consumes that are not committed yet (highwater - committed).",
+    ["topic", "partition"],
+)
+TABLE_KEYS = Gauge(
+    "tracker_worker_table_keys",
+    "Keys of a table in this worker's actively assigned partitions.",
+    ["table"],
+)
+OPEN_SESSIONS = Gauge(
+    "tracker_worker_open_sessions",
+    "Sessions not yet emitted in this worker's actively assigned partitions.",
+)
+SEGMENT_SAMPLES = Counter(
+    "tracker_worker_segment_samples_total",
+    "Profile samples learnt by the segment model (on the one worker that owns the learner).",
+)
+SEGMENT_MODEL_VERSION = Gauge(
+    "tracker_worker_segment_model_version",
+    "Version of the segment model this worker assigns segments with (0: none yet).",
+)
+PARTITION_MISMATCH = Counter(
+    "tracker_worker_partition_mismatch_total",
+    "Events found on another partition than Kafka's default (murmur2) partitioner gives their key: "
+    "erasure requests cannot reach such visitors in order; set the producer's partitioner to murmur2.",
 )

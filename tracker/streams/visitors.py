@@ -1,0 +1,443 @@
+"""The ``visitors`` agent's work: fold a batch of records into visitor states, then write.
+
+One batch at a time (``noack_take``), in this order, so that a crash at any
+point loses nothing and counts nothing twice:
+
+1. fold every record into its visitor's :class:`VisitorState` (pure, in memory);
+2. write the sessions those records closed to ``sessions`` and wait for Kafka's
+   acknowledgement (a session must be durable before the state that says it
+   was emitted);
+3. set the changed states in the table (Faust writes them to the changelog);
+4. write the profiles to Redis in one pipeline (retried until it succeeds);
+5. wait until the changelog writes are acknowledged;
+6. write erasure confirmations, then acknowledge the records.
+
+After a crash Faust restores the table from the changelog and re-reads the
+records after the last committed offset: those a state already holds are
+skipped by offset (``replayed``) and their profile is written to Redis again,
+in case the crash came between steps 3 and 4.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+import orjson
+import pydantic
+from faust.streams import _current_event
+from faust.types import EventT
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from tracker import keys
+from tracker.models.profile import ProfileConfig
+from tracker.models.segments import assign, profile_features
+from tracker.models.sessions import SessionRules
+from tracker.models.visitor_state import VisitorState
+from tracker.schema import SessionRecord, parse_tracked
+from tracker.settings import Settings
+from tracker.streams import metrics
+from tracker.streams.control import Control, key_partition
+
+log = logging.getLogger(__name__)
+
+RETRY_MAX_SECONDS = 2.0
+
+
+def profile_config(settings: Settings) -> ProfileConfig:
+    return ProfileConfig(
+        half_life_seconds=settings.interest_half_life_seconds,
+        product_half_life_seconds=settings.product_half_life_seconds,
+        engagement_half_life_seconds=settings.engagement_half_life_seconds,
+        dedupe_window=settings.dedupe_window,
+        sessions=SessionRules(
+            gap_ms=int(settings.session_gap_seconds * 1000), split_on_source=settings.session_split_on_source
+        ),
+    )
+
+
+def split_key(key: bytes) -> tuple[str, str]:
+    site_id, _, visitor_id = key.decode().partition(":")
+    return site_id, visitor_id
+
+
+@dataclass
+class _Batch:
+    """What one batch changed, collected before anything is written."""
+
+    changed: dict[bytes, tuple[VisitorState, EventT]] = field(default_factory=dict)
+    deleted: dict[bytes, EventT] = field(default_factory=dict)
+    # States whose table entry is up to date but whose Redis profile may not be (replays).
+    rewrite: dict[bytes, VisitorState] = field(default_factory=dict)
+    sessions: list[tuple[bytes, SessionRecord]] = field(default_factory=list)
+    erasures: list[tuple[bytes, dict[str, Any]]] = field(default_factory=list)
+    lifted: set[bytes] = field(default_factory=set)
+    received: list[int] = field(default_factory=list)
+
+
+class VisitorProcessor:
+    """Holds what the agent, the sweep and the timers share inside one worker process."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        *,
+        table: faust.Table,
+        sessions_topic: faust.TopicT,
+        control_topic: faust.TopicT,
+        samples_topic: faust.TopicT | None,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.table = table
+        self.sessions_topic = sessions_topic
+        self.control_topic = control_topic
+        self.samples_topic = samples_topic
+        self.config = profile_config(settings)
+        self.retention_ms = settings.profile_retention_seconds * 1000
+        # Serialises batches with the sweep's and the Redis resync's reads of the table.
+        self.lock = asyncio.Lock()
+        self.segment_snapshot: dict[str, Any] | None = None
+        self._redis: Redis | None = None
+        self._acking: set[asyncio.Future] = set()
+        self._mismatch_logged = False
+
+    @property
+    def redis(self) -> Redis:
+        if self._redis is None:
+            self._redis = Redis.from_url(
+                self.settings.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0
+            )
+        return self._redis
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    # --- the agent's entry point -------------------------------------------------------------
+
+    async def process(self, stream: faust.StreamT, events: Sequence[EventT]) -> None:
+        """Process one batch; its records are acknowledged (and so may be committed) once the
+        table changes are durable in Kafka, which is awaited in the background while the next
+        batch is processed."""
+        started = time.perf_counter()
+        async with self.lock:
+            batch = self._fold(events)
+            durable = await self._write(batch)
+        task = asyncio.ensure_future(self._ack_when_durable(stream, events, durable))
+        self._acking.add(task)
+        task.add_done_callback(self._acking.discard)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        metrics.BATCH_RECORDS.observe(len(events))
+
+    async def _ack_when_durable(
+        self, stream: faust.StreamT, events: Sequence[EventT], durable: list[asyncio.Future]
+    ) -> None:
+        try:
+            await asyncio.gather(*durable)
+        except Exception as exc:
+            # Not acknowledged: the offsets stay uncommitted, so these records are read again after
+            # a restart (and skipped where the table already has them). Faust stops on a failed
+            # producer anyway.
+            log.error("a table change did not reach the changelog (%r); records left unacknowledged", exc)
+            return
+        for event in events:
+            await stream.ack(event)
+
+    # --- 1. fold ----------------------------------------------------------------------------
+
+    def _state(self, batch: _Batch, key: bytes) -> VisitorState | None:
+        if key in batch.changed:
+            return batch.changed[key][0]
+        if key in batch.deleted:
+            return None
+        return self.table.get(key)
+
+    def _fold(self, events: Sequence[EventT]) -> _Batch:
+        batch = _Batch()
+        events_topic = self.settings.topic_events
+        for event in events:
+            message = event.message
+            key = event.key
+            if not isinstance(key, bytes) or b":" not in key:
+                log.warning("record without a site:visitor key on %s; skipped", message.topic)
+                continue
+            if message.topic == events_topic:
+                self._fold_event(batch, event, key)
+            else:
+                self._fold_control(batch, event, key)
+        return batch
+
+    def _fold_event(self, batch: _Batch, event: EventT, key: bytes) -> None:
+        try:
+            tracked = parse_tracked(event.value)
+        except pydantic.ValidationError:
+            # The collector validated it, so this is a producer bug or a schema migration gap:
+            # count it and move on rather than stall the partition.
+            metrics.EVENTS_PROCESSED.labels(type="unknown", outcome="invalid").inc()
+            return
+        state = self._state(batch, key)
+        if state is None:
+            state = VisitorState.new(tracked.event.site_id, tracked.event.visitor_id)
+        message = event.message
+        if state.partition != message.partition:
+            self._check_partitioner(key, message.partition)
+        result = state.apply(tracked, partition=message.partition, offset=message.offset, config=self.config)
+        metrics.EVENTS_PROCESSED.labels(type=tracked.event.type.value, outcome=result.outcome).inc()
+        if result.changed:
+            batch.changed[key] = (state, event)
+            batch.rewrite.pop(key, None)
+            batch.received.append(tracked.server.received_at)
+            if result.outcome == "reprofiled":
+                batch.lifted.add(key)
+        elif result.outcome == "replayed":
+            metrics.DUPLICATES_SKIPPED.labels(reason="offset").inc()
+            if key not in batch.changed and state.profile is not None:
+                batch.rewrite[key] = state
+        elif result.outcome == "duplicate":
+            metrics.DUPLICATES_SKIPPED.labels(reason="event_id").inc()
+        if result.record is not None:
+            batch.sessions.append((key, result.record))
+
+    def _check_partitioner(self, key: bytes, partition: int) -> None:
+        """Erasures are routed with murmur2 (Kafka's default partitioner, the Java client's and
+        aiokafka's); a producer using another one (librdkafka's default is CRC32) breaks that."""
+        count = (
+            self.app.consumer.topic_partitions(self.settings.topic_events) or self.settings.topic_partitions
+        )
+        if key_partition(key, count) != partition:
+            metrics.PARTITION_MISMATCH.inc()
+            if not self._mismatch_logged:
+                self._mismatch_logged = True
+                log.error(
+                    "events for %r arrive on partition %d, not %d as murmur2 puts them: set the "
+                    "producer's partitioner to murmur2 (librdkafka: partitioner=murmur2_random), or "
+                    "erasure requests will not reach these visitors in order",
+                    key.split(b":", 1)[0].decode(errors="replace"),
+                    partition,
+                    key_partition(key, count),
+                )
+
+    def _fold_control(self, batch: _Batch, event: EventT, key: bytes) -> None:
+        try:
+            control = Control.from_bytes(event.value)
+        except (ValueError, KeyError, pydantic.ValidationError) as exc:
+            log.error("unreadable control record on %s: %s", event.message.topic, exc)
+            return
+        state = self._state(batch, key)
+        if control.kind == "erase" and control.erasure is not None:
+            request = control.erasure
+            if state is None:
+                state = VisitorState(request.site_id, request.visitor_id, profile=None)
+            state.partition = event.message.partition
+            if state.erase(request.request_id, request.requested_at):
+                metrics.ERASURES.labels(outcome="erased").inc()
+                batch.changed[key] = (state, event)
+            else:
+                metrics.ERASURES.labels(outcome="duplicate").inc()
+            batch.rewrite.pop(key, None)
+            batch.lifted.discard(key)
+            batch.erasures.append((key, request.model_dump(mode="json")))
+        elif state is None:
+            return
+        elif control.kind == "idle" and control.session_id is not None:
+            record = state.close_idle(control.session_id, control.events)
+            if record is not None:
+                batch.sessions.append((key, record))
+                batch.changed[key] = (state, event)
+        elif control.kind == "expire" and state.expired(self._now_ms(), self.retention_ms):
+            batch.changed.pop(key, None)
+            batch.rewrite.pop(key, None)
+            batch.deleted[key] = event
+
+    # --- 2..6. write ------------------------------------------------------------------------
+
+    async def _write(self, batch: _Batch) -> list[asyncio.Future]:
+        """Steps 2-6 of the module docstring; return the changelog writes to wait for."""
+        if batch.sessions:
+            await asyncio.gather(*(self._send_session(key, record) for key, record in batch.sessions))
+            for _, record in batch.sessions:
+                metrics.SESSIONS_CLOSED.labels(closed_by=record.closed_by).inc()
+        durable = self._write_table(batch)
+        if batch.changed or batch.deleted or batch.rewrite:
+            await self._retry("profile write", lambda: self._write_redis(batch))
+        if batch.erasures:
+            # Confirmed only once the tombstone is durable in the changelog, not just in memory.
+            await asyncio.gather(*durable)
+            await self._retry("erasure confirmation", lambda: self._confirm_erasures(batch))
+        now = time.time()
+        for received_at in batch.received:
+            metrics.PROCESSING_LAG.observe(max(0.0, now - received_at / 1000))
+        if self.samples_topic is not None:
+            self._send_samples(batch)
+        return durable
+
+    def _write_table(self, batch: _Batch) -> list[asyncio.Future]:
+        """Set the changed states in the table and send each to the changelog partition of the
+        visitor (what ``table[key] = state`` does, keeping the futures to wait for).
+
+        Faust takes "the record being processed" (``faust.current_event()``, a context variable)
+        to place a change, in the changelog and in a partitioned store; a batch holds records
+        of several partitions, so it is pointed at the visitor's own record for each change.
+        Only this task's context changes: the stream's own bookkeeping is left alone."""
+        table, store = self.table, self.table.data
+        durable: list[asyncio.Future] = []
+        for key, (state, event) in batch.changed.items():
+            _current_event.set(weakref.ref(event))
+            store[key] = state
+            durable.append(table.send_changelog(event.message.partition, key, state))
+        for key, event in batch.deleted.items():
+            _current_event.set(weakref.ref(event))
+            if key in store:
+                del store[key]
+            durable.append(table.send_changelog(event.message.partition, key, None, value_serializer="raw"))
+        _current_event.set(None)
+        return durable
+
+    async def _send_session(self, key: bytes, record: SessionRecord) -> None:
+        value = record.model_dump_json().encode()
+        delay = 0.05
+        while True:
+            try:
+                future = await self.sessions_topic.send(key=key, value=value)
+                await future
+                return
+            except Exception as exc:  # any producer failure: retry, never skip a session
+                log.warning("writing a session to %s failed (%r); retrying", self.sessions_topic, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+
+    def _project(self, state: VisitorState) -> bytes:
+        profile = state.profile
+        assert profile is not None
+        snapshot = self.segment_snapshot
+        if snapshot is not None:
+            profile.segment = assign(snapshot, profile_features(profile))
+            profile.segment_version = snapshot["version"]
+        return orjson.dumps(profile.to_dict(self.config))
+
+    async def _write_redis(self, batch: _Batch) -> None:
+        ttl = self.settings.profile_retention_seconds
+        pipe = self.redis.pipeline(transaction=False)
+        for key, (state, _) in batch.changed.items():
+            site_id, visitor_id = split_key(key)
+            if state.profile is not None:
+                pipe.set(keys.profile(site_id, visitor_id), self._project(state), ex=ttl)
+                if key in batch.lifted:
+                    pipe.delete(keys.erased(site_id, visitor_id))
+            elif state.erased is not None:
+                pipe.delete(keys.profile(site_id, visitor_id))
+                tombstone = {**state.erased, "done_at": self._now_ms()}
+                pipe.set(keys.erased(site_id, visitor_id), orjson.dumps(tombstone), ex=ttl)
+        for key, state in batch.rewrite.items():
+            site_id, visitor_id = split_key(key)
+            pipe.set(keys.profile(site_id, visitor_id), self._project(state), ex=ttl)
+        for key in batch.deleted:
+            site_id, visitor_id = split_key(key)
+            pipe.delete(keys.profile(site_id, visitor_id), keys.erased(site_id, visitor_id))
+        await pipe.execute()
+
+    async def _confirm_erasures(self, batch: _Batch) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        done_at = self._now_ms()
+        for _, request in batch.erasures:
+            confirmation = {**request, "status": "done", "done_at": done_at}
+            confirmation.pop("schema_version", None)
+            pipe.set(
+                keys.erasure_done(request["request_id"]),
+                orjson.dumps(confirmation),
+                ex=self.settings.profile_retention_seconds,
+            )
+        await pipe.execute()
+
+    async def _retry(self, what: str, write: Any) -> None:
+        """Redis down: wait and retry. The records stay unacknowledged meanwhile."""
+        delay = 0.05
+        while True:
+            try:
+                await write()
+                return
+            except (RedisError, OSError) as exc:
+                metrics.REDIS_ERRORS.inc()
+                log.warning("%s to Redis failed (%r); retrying in %.2fs", what, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+
+    def _send_samples(self, batch: _Batch) -> None:
+        """One profile update in ``segment_sample_every`` feeds the learner (no ids: anonymous)."""
+        every = self.settings.segment_sample_every
+        assert self.samples_topic is not None
+        for state, _ in batch.changed.values():
+            profile = state.profile
+            if profile is not None and profile.events_seen % every == 0:
+                self.samples_topic.send_soon(value=orjson.dumps(profile_features(profile)))
+
+    # --- the idle sweep and housekeeping -------------------------------------------------------
+
+    @staticmethod
+    def _now_ms() -> int:
+        return time.time_ns() // 1_000_000
+
+    def active_partitions(self) -> set[int]:
+        topic = self.settings.topic_events
+        return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == topic}
+
+    async def sweep(self) -> None:
+        """Ask for idle sessions to be closed and expired entries dropped (via the control topic,
+        so that the change is made by the agent, in order with the visitor's events)."""
+        now = self._now_ms()
+        gap_ms = self.config.sessions.gap_ms
+        active = self.active_partitions()
+        keys_count = open_sessions = 0
+        requests: list[tuple[bytes, int, Control]] = []
+        for n, (key, state) in enumerate(list(self.table.items())):
+            if n % 1000 == 999:
+                await asyncio.sleep(0)  # a big table must not stall the event loop
+            if state is None or state.partition not in active:
+                continue
+            keys_count += 1
+            idle = state.idle_session(now, gap_ms)
+            if (
+                state.profile is not None
+                and state.profile.session is not None
+                and (
+                    state.emitted is None
+                    or state.emitted[:2] != [state.profile.session.id, state.profile.session.events]
+                )
+            ):
+                open_sessions += 1
+            if idle is not None:
+                requests.append((key, state.partition, Control("idle", session_id=idle[0], events=idle[1])))
+            elif state.expired(now, self.retention_ms):
+                requests.append((key, state.partition, Control("expire")))
+        metrics.TABLE_KEYS.labels(table=self.table.name).set(keys_count)
+        metrics.OPEN_SESSIONS.set(open_sessions)
+        for key, partition, control in requests:
+            await self.control_topic.send(key=key, value=control.to_bytes(), partition=partition)
+
+    async def resync_redis(self) -> int:
+        """Write every profile of the active partitions to Redis again (after Redis lost them)."""
+        active = self.active_partitions()
+        written = 0
+        async with self.lock:
+            pipe = self.redis.pipeline(transaction=False)
+            ttl = self.settings.profile_retention_seconds
+            for key, state in list(self.table.items()):
+                if state is None or state.profile is None or state.partition not in active:
+                    continue
+                site_id, visitor_id = split_key(key)
+                pipe.set(keys.profile(site_id, visitor_id), self._project(state), ex=ttl)
+                written += 1
+                if len(pipe) >= 1000:
+                    await pipe.execute()
+            await pipe.execute()
+        return written
