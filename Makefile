@@ -9,9 +9,11 @@ bootstrap:
 run: bootstrap
 	.venv/bin/tracker up $(ARGS)
 
-# The whole test suite: lint, unit, integration (real Kafka and Redis), doctests.
+# The whole test suite: lint, unit, integration (real Kafka and Redis), doctests;
+# the snippet's type check and unit tests (vitest), its browser tests run in pytest.
 test: bootstrap
 	.venv/bin/ruff check .
+	cd js-snippet && npm test
 	.venv/bin/python -m pytest $(ARGS)
 
 # Speed and memory figures for docs/BENCHMARKS.md (never asserted in tests).
@@ -23,4 +25,4 @@ lint: bootstrap
 	.venv/bin/ruff format --check .
 
 clean:
-	rm -rf .venv var .pytest_cache .ruff_cache
+	rm -rf .venv var .pytest_cache .ruff_cache js-snippet/node_modules js-snippet/dist

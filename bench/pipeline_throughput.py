@@ -163,6 +163,9 @@ def main() -> None:
                 "collector_port": free_port(),
                 "api_port": free_port(),
                 "worker_web_port": free_port(),
+                # The bench's site is registered nowhere, and all its clients share 127.0.0.0/24.
+                "allow_unregistered_sites": True,
+                "rate_limit_per_second": 0.0,
             }
         )
         services = [ServiceProcess(name, settings, Path(logs)) for name in SERVICES]

@@ -25,7 +25,15 @@ missing=()
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
 command -v redis-server >/dev/null || missing+=(redis-server)
+# The browser snippet (js-snippet/): Node.js to build and unit-test it, Chromium for its browser tests.
+command -v node >/dev/null || missing+=(nodejs)
+command -v chromium >/dev/null || missing+=(chromium)
+# Prometheus and promtool: the tests check the alert rules and the Grafana queries with them.
+command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+command -v npm >/dev/null || apt_install npm
+node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 20 ? 1 : 0)' \
+  || die "Node.js 20 or newer is needed for js-snippet/ (found $(node --version)); install it (e.g. from NodeSource) and run this again"
 
 PYTHON=${PYTHON:-python3}
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -44,6 +52,16 @@ if [ ! -e "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+
+# The snippet's npm packages, exactly as locked (skipped while node_modules matches the lockfile), and its build.
+npm_stamp=js-snippet/node_modules/.installed-$(sha256sum js-snippet/package-lock.json | cut -c1-16)
+if [ ! -e "$npm_stamp" ]; then
+  say "Installing the snippet's npm packages (npm ci)"
+  (cd js-snippet && npm ci --no-audit --no-fund --loglevel=error)
+  touch "$npm_stamp"
+fi
+say "Building the snippet (js-snippet/dist)"
+(cd js-snippet && node build.mjs)
 
 say "Preparing the local stack (Kafka jars from Maven Central, redis-server)"
 .venv/bin/tracker stack prepare

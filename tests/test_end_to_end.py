@@ -39,6 +39,8 @@ def product(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
         worker_web_port=free_port(),
         # A consumer group of its own, so earlier tests' offsets do not matter.
         worker_app_id=f"e2e-{uuid.uuid4().hex[:8]}",
+        # Each test sends for its own random site id, registered nowhere.
+        allow_unregistered_sites=True,
     )
     log_dir: Path = tmp_path_factory.mktemp("e2e-logs")
     services = [ServiceProcess(name, settings, log_dir) for name in SERVICES]

@@ -5,132 +5,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import socket
 import time
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
-from fastapi import FastAPI
-from prometheus_client.parser import text_string_to_metric_families
-from redis.asyncio import Redis
+from serve_support import (
+    HOME,
+    closed_port,
+    metric_value,
+    offer_params,
+    running,
+    small_catalogue,
+    store_profile,
+    store_raw,
+    visitor,
+)
 
 from tracker import keys
-from tracker.models.catalogue import Catalogue, parse_catalogue
-from tracker.models.profile import Profile, apply_event
-from tracker.schema import parse_event
 from tracker.serve import create_app
 from tracker.serve.decisions import DecisionLog
+from tracker.serve.kafka import ProducerLink
 from tracker.serve.metrics import OfferMetrics
 from tracker.serve.offers import OfferResponse
 from tracker.settings import Settings
 
 pytestmark = pytest.mark.integration
-
-HOME = "home-hero"
-
-
-def small_catalogue() -> Catalogue:
-    return parse_catalogue(
-        {
-            "offers": [
-                {"id": "welcome", "slots": [HOME], "title": "Welcome", "link": "/", "default": True},
-                {
-                    "id": "run-shoes",
-                    "slots": [HOME],
-                    "categories": ["shoes"],
-                    "title": "Running shoes",
-                    "body": "20% off",
-                    "image": "/static/offers/run-shoes.svg",
-                    "link": "/c/shoes",
-                    "cta": "Shop shoes",
-                    "margin": 0.1,
-                },
-                {
-                    "id": "knives",
-                    "slots": [HOME],
-                    "categories": ["kitchen"],
-                    "title": "Knives",
-                    "link": "/k",
-                    "margin": 0.9,
-                },
-            ]
-        }
-    )
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@asynccontextmanager
-async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """The app with its lifespan started, and a client calling it in-process."""
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://offer-api") as client:
-            yield client
-
-
-def visitor() -> str:
-    return f"v-{uuid.uuid4().hex[:16]}"
-
-
-async def store_profile(
-    settings: Settings, site_id: str, visitor_id: str, category_views: dict[str, int]
-) -> None:
-    """Fold product views into a fresh profile, as the stream worker would, and store it."""
-    profile = Profile.new(site_id, visitor_id)
-    now = int(time.time() * 1000)
-    for category, views in category_views.items():
-        for n in range(views):
-            event = parse_event(
-                {
-                    "event_id": str(uuid.uuid4()),
-                    "type": "product_view",
-                    "ts": now,
-                    "site_id": site_id,
-                    "visitor_id": visitor_id,
-                    "product_id": f"sku-{category}-{n}",
-                    "category": category,
-                }
-            )
-            apply_event(
-                profile,
-                event,
-                received_at=now,
-                half_life_seconds=settings.interest_half_life_seconds,
-                dedupe_window=settings.dedupe_window,
-            )
-    await store_raw(settings, keys.profile(site_id, visitor_id), orjson.dumps(profile.to_dict()))
-
-
-async def store_raw(settings: Settings, key: str, value: bytes) -> None:
-    redis = Redis.from_url(settings.redis_url)
-    try:
-        await redis.set(key, value, ex=600)
-    finally:
-        await redis.aclose()
-
-
-def offer_params(site_id: str, visitor_id: str, slot: str = HOME) -> dict[str, str]:
-    return {"site": site_id, "visitor": visitor_id, "slot": slot}
-
-
-def metric_value(text: str, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    raise AssertionError(f"no sample {name}{labels} in /metrics")
 
 
 async def test_shoes_visitor_gets_a_shoes_offer(settings: Settings, site_id: str) -> None:
@@ -208,7 +109,7 @@ async def test_redis_down_serves_default_as_fallback_quickly(settings: Settings,
     body = response.json()
     assert body["offer"]["id"] == "welcome"
     assert (body["personalised"], body["reason"], body["fallback"]) == (False, "redis_unavailable", True)
-    assert elapsed < 0.5
+    assert elapsed < 2.0  # generous: the point is "not a socket default of seconds"
     assert metric_value(metrics, "tracker_offer_requests_total", outcome="fallback") == 1
 
 
@@ -255,7 +156,8 @@ async def test_hung_redis_is_cut_off_at_the_budget(settings: Settings, site_id: 
                 body = (await client.get("/v1/offers", params=offer_params(site_id, visitor()))).json()
                 elapsed = time.perf_counter() - started
                 assert (body["offer"]["id"], body["fallback"]) == ("welcome", True)
-                assert budget * 0.9 <= elapsed < budget + 0.25
+                # It waited for Redis (lower bound), then gave up (generous upper bound: loaded machines).
+                assert budget * 0.9 <= elapsed < budget + 2.0
     finally:
         server.close()
         for handler in handlers:  # Python 3.11's server.close() leaves open connections running
@@ -424,16 +326,16 @@ async def test_kafka_down_does_not_slow_or_fail_responses(settings: Settings, si
             response = await client.get("/v1/offers", params=offer_params(site_id, vid))
             assert response.status_code == 200
             assert response.json()["offer"]["id"] == "run-shoes"
-            assert time.perf_counter() - t0 < 0.5
+            assert time.perf_counter() - t0 < 2.0
         assert (await client.get("/readyz")).json()["decision_log"] == "connecting"
     assert time.perf_counter() - started < 10  # start and shutdown do not wait on the broker
 
 
 async def test_decision_queue_overflow_is_counted_not_raised() -> None:
     metrics = OfferMetrics(process_collectors=False)
-    decisions = DecisionLog(
-        Settings(environment="test"), metrics, max_queued=2
-    )  # not started: nothing drains the queue
+    settings = Settings(environment="test")
+    # Not started: nothing drains the queue.
+    decisions = DecisionLog(ProducerLink(settings), settings, metrics, max_queued=2)
     for _ in range(5):
         decisions.log({"site_id": "s", "visitor_id": "visitor-0001"})
     assert decisions.queued == 2

@@ -79,6 +79,22 @@ def api() -> None:
 
 
 @app.command()
+def shop(
+    collector_url: Annotated[str, typer.Option(help="Collector base URL as browsers reach it.")] = "",
+    api_url: Annotated[str, typer.Option(help="Offer API base URL as browsers reach it.")] = "",
+) -> None:
+    """Run the demo shop (pages embedding the snippet) on TRACKER_SHOP_HOST:PORT."""
+    from tracker.demo.app import serve
+
+    settings = get_settings()
+    serve(
+        settings,
+        collector_url=collector_url or f"http://{settings.collector_host}:{settings.collector_port}",
+        api_url=api_url or f"http://{settings.api_host}:{settings.api_port}",
+    )
+
+
+@app.command()
 def topics() -> None:
     """Create the project's Kafka topics on the configured broker (idempotent)."""
     from tracker.devstack.topics import create_topics
@@ -103,6 +119,41 @@ def schema(
         output.write_text(text + "\n")
     else:
         typer.echo(text)
+
+
+@app.command()
+def config(
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print the reference table (docs/CONFIGURATION.md).")
+    ] = False,
+) -> None:
+    """Print every TRACKER_* setting in effect (secrets masked), or the reference table."""
+    from tracker import configdoc
+
+    if markdown:
+        typer.echo(configdoc.markdown(), nl=False)
+        return
+    for name, value in configdoc.effective(get_settings()):
+        typer.echo(f"{name}={value}")
+
+
+@app.command("access-link")
+def access_link(
+    site: Annotated[str, typer.Option(help="Site id.")],
+    visitor: Annotated[str, typer.Option(help="Visitor id.")],
+    ttl: Annotated[int, typer.Option(min=60, help="Seconds the link stays valid.")] = 3600,
+    base_url: Annotated[str, typer.Option(help="Public URL of the offer API.")] = "",
+) -> None:
+    """Print a signed GET /v1/me link letting one visitor read their own profile."""
+    import time
+
+    from tracker.serve.access import access_link as make_link
+
+    settings = get_settings()
+    if not settings.access_signing_key:
+        raise _fail(ValueError("TRACKER_ACCESS_SIGNING_KEY is empty; set it to sign access links"))
+    base = base_url or f"http://{settings.api_host}:{settings.api_port}"
+    typer.echo(make_link(base, site, visitor, int(time.time()) + ttl, settings.access_signing_key))
 
 
 @stack_app.command("prepare")

@@ -10,7 +10,12 @@ TrackerError
 │   ├── InvalidBatchError        valid JSON but not shaped like a batch (HTTP 422)
 │   ├── BatchTooLargeError       over the body-size or event-count limit
 │   ├── UnsupportedMediaTypeError  a Content-Type the collector does not read
-│   └── BodyReadTimeoutError     the client sent its body too slowly
+│   ├── BodyReadTimeoutError     the client sent its body too slowly
+│   ├── UnknownSiteError         the batch's site is not in the site registry (HTTP 403)
+│   ├── OriginNotAllowedError    the Origin is not one of the site's (HTTP 403)
+│   ├── UnauthorizedSenderError  missing or wrong write key (HTTP 401)
+│   └── ConsentRequiredError     DNT/GPC without recorded consent (HTTP 403)
+├── SitesConfigError  the site registry file cannot be used (also a ValueError)
 └── CatalogueError    an offer catalogue that cannot be used (also a ValueError)
 """
 
@@ -65,6 +70,26 @@ class UnsupportedMediaTypeError(BatchError):
 
 class BodyReadTimeoutError(BatchError):
     """The client did not send its whole body within the read timeout."""
+
+
+class UnknownSiteError(BatchError):
+    """The batch's ``site_id`` is not registered with this collector."""
+
+
+class OriginNotAllowedError(BatchError):
+    """The request's ``Origin`` is not one of the site's allowed origins."""
+
+
+class UnauthorizedSenderError(BatchError):
+    """A sender without ``Origin`` did not present the site's write key (or presented a wrong one)."""
+
+
+class ConsentRequiredError(BatchError):
+    """The browser sent ``DNT: 1`` or ``Sec-GPC: 1`` and the batch carries no recorded consent."""
+
+
+class SitesConfigError(TrackerError, ValueError):
+    """A site registry file that cannot be read or fails validation; the message names the entry."""
 
 
 class CatalogueError(TrackerError, ValueError):

@@ -19,3 +19,34 @@ def visitor_tag(site_id: str, visitor_id: str) -> str:
 def profile(site_id: str, visitor_id: str) -> str:
     """String (JSON): the visitor's live profile. Writer: stream worker. Reader: offer API."""
     return f"{PREFIX}:profile:{visitor_tag(site_id, visitor_id)}"
+
+
+def serving_state(site_id: str, visitor_id: str) -> str:
+    """Hash: per-visitor serving state (frequency-cap counters, holdout assignment; field names
+    defined by #6). Read with the profile in the offer API's one round trip. Writer: (#6)."""
+    return f"{PREFIX}:serving:{visitor_tag(site_id, visitor_id)}"
+
+
+def erased(site_id: str, visitor_id: str) -> str:
+    """String (JSON): erasure tombstone {request_id, requested_at, done_at}; TTL = retention.
+    Present while the visitor is not re-profiled (until a later consent grant). Writer: stream
+    worker. Readers: operators, the admin API (#7)."""
+    return f"{PREFIX}:erased:{visitor_tag(site_id, visitor_id)}"
+
+
+def erasure_done(request_id: str) -> str:
+    """String (JSON): confirmation that erasure request ``request_id`` was carried out; TTL =
+    retention. Writer: stream worker. Readers: operators, the admin API (#7)."""
+    return f"{PREFIX}:erasure:{request_id}"
+
+
+def segments_current(app_id: str) -> str:
+    """String: the version number of the segment model workers of ``app_id`` assign with (a
+    pointer swapped after the versioned model is written). Writer: the segment learner."""
+    return f"{PREFIX}:segments:{{{app_id}}}:current"
+
+
+def segments_model(app_id: str, version: int) -> str:
+    """String (JSON): segment centroids, version ``version`` (immutable once written; old
+    versions expire). Writer: the segment learner. Readers: stream workers, dashboards."""
+    return f"{PREFIX}:segments:{{{app_id}}}:model:{version}"

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from tracker.devstack.process import free_port, port_is_free
-from tracker.devstack.services import SERVICES, ServiceProcess
+from tracker.devstack.services import ALL_SERVICES, ServiceProcess
 from tracker.devstack.stack import LocalStack
-from tracker.settings import Settings
+from tracker.settings import Settings, SiteConfig
 from tracker.sim.driver import run_simulation
 
 
@@ -21,11 +22,20 @@ def _port_or_free(host: str, port: int) -> int:
 
 
 def service_ports(settings: Settings) -> Settings:
+    """Free ports for every service, and the demo site allowed from the shop's origin."""
+    shop_port = _port_or_free(settings.shop_host, settings.shop_port)
+    demo_site = SiteConfig(
+        id=settings.shop_site_id, origins=[f"http://127.0.0.1:{shop_port}", f"http://localhost:{shop_port}"]
+    )
     return settings.model_copy(
         update={
             "collector_port": _port_or_free(settings.collector_host, settings.collector_port),
             "api_port": _port_or_free(settings.api_host, settings.api_port),
             "worker_web_port": _port_or_free(settings.worker_web_host, settings.worker_web_port),
+            "shop_port": shop_port,
+            # The shop's "Your data" page signs self-access links: give this run a key of its own.
+            "access_signing_key": settings.access_signing_key or secrets.token_urlsafe(32),
+            "sites": (*[site for site in settings.sites if site.id != settings.shop_site_id], demo_site),
         }
     )
 
@@ -47,7 +57,7 @@ def run_local_product(
     with LocalStack(settings=settings, kafka_port=kafka_port, redis_port=redis_port) as stack:
         echo(f"  Kafka  {stack.kafka_bootstrap}\n  Redis  {stack.redis_url}")
         service_settings = service_ports(stack.service_settings())
-        services = [ServiceProcess(name, service_settings, log_dir) for name in SERVICES]
+        services = [ServiceProcess(name, service_settings, log_dir) for name in ALL_SERVICES]
         started: list[ServiceProcess] = []
         try:
             for service in services:
@@ -57,6 +67,7 @@ def run_local_product(
             s = service_settings
             echo(
                 "\nThe product is up:\n"
+                f"  demo shop   http://{s.shop_host}:{s.shop_port}/   <- open this in a browser\n"
                 f"  collector   http://{s.collector_host}:{s.collector_port}/v1/events\n"
                 f"  offer API   http://{s.api_host}:{s.api_port}/v1/offers"
                 "?site=demo&visitor=<id>&slot=home-hero\n"

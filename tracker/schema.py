@@ -7,6 +7,13 @@ personal data slips in under a new name.
 
 Wire format: JSON objects; timestamps are integer milliseconds since the Unix
 epoch (what ``Date.now()`` gives in a browser).
+
+Consent (:class:`BatchConsent`, the ``consent`` field of a batch): a request whose
+browser sends ``DNT: 1`` or ``Sec-GPC: 1`` counts as a refusal, and the collector
+writes none of its events, unless the batch carries
+``"consent": {"state": "granted", "recorded": true}``: ``recorded`` means the visitor
+explicitly granted consent on this site, not that the site's default state is granted.
+The full HTTP contract is in ``docs/ARCHITECTURE.md`` ("Collector HTTP contract").
 """
 
 from __future__ import annotations
@@ -200,6 +207,8 @@ class ServerContext(_Strict):
     os: str | None = None
     device: str | None = None
     is_bot: bool = False
+    # A no-JavaScript page view (GET /v1/p.gif): its visitor_id is random per hit, not a visitor.
+    anonymous: bool = False
 
 
 class TrackedEvent(_Strict):
@@ -213,14 +222,31 @@ class TrackedEvent(_Strict):
 TRACKED_ADAPTER: TypeAdapter[TrackedEvent] = TypeAdapter(TrackedEvent)
 
 
+class BatchConsent(_Strict):
+    """The visitor's consent as the sender knows it; see the module docstring for DNT/GPC."""
+
+    state: Literal["granted", "denied", "pending"]
+    recorded: bool = Field(
+        default=False, description="True only if the visitor explicitly granted consent on this site."
+    )
+
+    @property
+    def explicit_grant(self) -> bool:
+        """Granted and recorded: what overrides DNT and GPC."""
+        return self.state == "granted" and self.recorded
+
+
 class EventBatch(BaseModel):
     """Request body of ``POST /v1/events``. Events are validated one by one so
-    that one bad event does not reject its neighbours."""
+    that one bad event does not reject its neighbours. A batch is for one site:
+    ``site_id`` (or, without it, the one ``site_id`` its events share)."""
 
     model_config = ConfigDict(extra="forbid")
 
     events: list[dict[str, Any]] = Field(min_length=1)
     sent_at: TimestampMs | None = None
+    site_id: SiteId | None = None
+    consent: BatchConsent | None = None
 
 
 class DeadLetter(_Strict):
@@ -234,6 +260,56 @@ class DeadLetter(_Strict):
     site_id: str | None = None
     payload: str = Field(description="The original event as JSON, truncated to a bound.")
     payload_truncated: bool = False
+
+
+class ErasureRequest(_Strict):
+    """The record on ``erasures`` (key ``site:visitor``): forget this visitor everywhere.
+
+    Written by the offer API's ``POST /v1/admin/erase`` once Kafka acknowledged it;
+    consumed by the stream worker, which removes the profile and per-visitor state.
+    ``request_id`` makes handling idempotent (a retried request carries the same id).
+    """
+
+    schema_version: int = SCHEMA_VERSION
+    site_id: SiteId
+    visitor_id: VisitorId
+    request_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="UUID hex, no dashes.")]
+    requested_at: TimestampMs
+
+
+class SessionRecord(_Strict):
+    """The record on ``sessions`` (key ``site:visitor``): one closed visit, from the stream worker.
+
+    Delivery is at-least-once and a session the idle sweep closed can be re-opened by a
+    late event and emitted again with a higher ``revision``: readers keep, per
+    ``session_id``, the record with the highest revision. Times are event-time epoch ms.
+    """
+
+    schema_version: int = SCHEMA_VERSION
+    session_id: str = Field(description="Stable id: derived from the session's first event id.")
+    site_id: SiteId
+    visitor_id: VisitorId
+    start: int
+    end: int
+    duration_ms: int
+    events: int
+    page_views: int
+    engaged_ms: int = Field(description="Sum over pages of the engaged time their pings reported.")
+    max_scroll: int = Field(description="Deepest scroll (percent) any page ping reported.")
+    products: list[str] = Field(description="Products viewed, added or bought (first 50, in order).")
+    categories: list[str] = Field(description="Categories seen (first 20, in order).")
+    cart_adds: int = Field(description="Units added to the cart.")
+    purchases: int
+    purchase_value: float
+    landing_page: str | None = Field(description="First page's URL without query or fragment.")
+    referrer_class: Literal[
+        "direct", "internal", "search", "social", "email", "paid", "campaign", "referral"
+    ]
+    converted: bool = Field(description="At least one purchase in the session.")
+    closed_by: Literal["gap", "source", "idle"] = Field(
+        description="A later event after the inactivity gap, a new campaign or referrer, or the idle sweep."
+    )
+    revision: int = Field(default=1, ge=1)
 
 
 def parse_event(data: dict[str, Any]) -> Event:

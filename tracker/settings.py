@@ -7,15 +7,72 @@ developer machine. Nothing else in the code reads the environment.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PLACEHOLDER_ADMIN_TOKEN = "change-me"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normalise_origin(origin: str) -> str:
+    """``scheme://host[:port]`` in lower case, without a default port or trailing slash,
+    as browsers send it in the ``Origin`` header. A leading ``*.`` in the host (allowed
+    in site configuration) stands for any subdomain.
+
+    >>> normalise_origin("HTTPS://Shop.Example:443/")
+    'https://shop.example'
+    >>> normalise_origin("http://localhost:8000")
+    'http://localhost:8000'
+    """
+    parts = urlsplit(origin.strip())
+    host = parts.hostname or ""
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if (
+        parts.scheme not in _DEFAULT_PORTS
+        or not host
+        or port == -1
+        or parts.username
+        or parts.password
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise ValueError(f"origin {origin!r} must look like https://shop.example or http://localhost:8000")
+    if ":" in host:
+        host = f"[{host}]"
+    suffix = f":{port}" if port is not None and port != _DEFAULT_PORTS[parts.scheme] else ""
+    return f"{parts.scheme}://{host}{suffix}"
+
+
+class SiteConfig(BaseModel):
+    """One site that may send events: an entry of the sites file or of ``TRACKER_SITES``.
+
+    ``origins`` are the browser origins allowed to send for the site (``https://*.shop.example``
+    allows every subdomain); ``write_key``, when set, is required from senders without an
+    ``Origin`` header (server-side callers), as ``Authorization: Bearer <write_key>``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    origins: tuple[str, ...] = ()
+    write_key: str | None = Field(default=None, min_length=16, max_length=256)
+
+    @field_validator("origins")
+    @classmethod
+    def _normalise_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(normalise_origin(origin) for origin in value)
 
 
 class Settings(BaseSettings):
@@ -55,10 +112,60 @@ class Settings(BaseSettings):
     dlq_payload_max_bytes: int = Field(default=4096, ge=0)
     # A client that has not sent its whole body by then gets 408 (protects against slow senders).
     body_read_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # A connection that has not sent a request's complete headers by then is closed
+    # (slowloris); headers over max_header_bytes get 431. Idle keep-alive connections
+    # close after keep_alive_timeout_seconds.
+    header_read_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
+    keep_alive_timeout_seconds: int = Field(default=5, ge=1, le=300)
+    # On SIGTERM/SIGINT requests in flight get this long to finish before the process exits.
+    shutdown_grace_seconds: int = Field(default=20, ge=1, le=600)
+    # Bytes and events handed to Kafka but not yet acknowledged, across all requests;
+    # beyond either bound the collector answers 503 instead of queueing.
+    max_inflight_bytes: int = Field(default=64 * 1024 * 1024, ge=65_536)
+    max_inflight_events: int = Field(default=100_000, ge=1)
+    # Requests being read, checked or written at once; beyond, 503 at once: when the CPU is
+    # the bottleneck, a short queue with fast refusals beats a long one that times out.
+    max_concurrent_requests: int = Field(default=256, ge=1)
+    # Token bucket per (client network, site): sustained requests per second and burst;
+    # 0 turns the limit off. In-process: behind N replicas a client gets up to N times this.
+    rate_limit_per_second: float = Field(default=50.0, ge=0)
+    rate_limit_burst: int = Field(default=200, ge=1)
+    rate_limit_max_clients: int = Field(default=100_000, ge=100)
+    # Client IP from X-Forwarded-For only when the TCP peer is in one of these networks
+    # (comma-separated CIDRs, e.g. "10.0.0.0/8,192.168.0.0/16"); empty = never.
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
+    # Requests whose user agent is a bot or crawler: "flag" (written with server.is_bot)
+    # or "drop" (answered 202, not written).
+    bot_policy: Literal["flag", "drop"] = "flag"
+    cors_max_age_seconds: int = Field(default=7200, ge=0, le=86_400)
+    # GET /v1/p.gif: anonymous page views from pages without JavaScript.
+    pixel_enabled: bool = True
+    # Server-set first-party visitor cookie (docs/ARCHITECTURE.md, "Collector HTTP contract").
+    visitor_cookie_enabled: bool = False
+    visitor_cookie_name: str = Field(default="trk_vid", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    visitor_cookie_domain: str | None = None
+    visitor_cookie_max_age_seconds: int = Field(default=396 * 24 * 3600, ge=60, le=396 * 24 * 3600)
+    # Off only for plain-http development: browsers drop Secure cookies there.
+    visitor_cookie_secure: bool = True
+    # The built browser snippet the collector serves at /s/t.js (js-snippet/: npm run build).
+    snippet_path: Path = REPO_ROOT / "js-snippet" / "dist" / "t.js"
+
+    # --- Sites (who may send events) ------------------------------------------
+    # The site registry: YAML with a list of SiteConfig under "sites" (deploy/sites.yaml).
+    sites_path: Path = REPO_ROOT / "deploy" / "sites.yaml"
+    # More sites as JSON (TRACKER_SITES='[{"id": "demo", "origins": ["http://localhost:8000"]}]');
+    # an id also in the file is replaced by this entry.
+    sites: tuple[SiteConfig, ...] = ()
+    # Development and tests only (an error in production): a site id missing from the
+    # registry is accepted, from any origin, without a write key.
+    allow_unregistered_sites: bool = False
 
     # --- Stream worker -------------------------------------------------------
     worker_app_id: str = "tracker-profiles"
     worker_store: str = "memory://"
+    # Where Faust keeps local files (a rocksdb:// store's state), in a folder per app id.
+    worker_data_dir: Path = Path.home() / ".cache" / "tracker" / "worker"
     worker_web_host: str = "127.0.0.1"
     # Port of the worker's web server (/metrics); 0 turns it off.
     worker_web_port: int = Field(default=6066, ge=0, le=65535)
@@ -66,16 +173,62 @@ class Settings(BaseSettings):
     dedupe_window: int = Field(default=64, ge=1, le=10_000)
     interest_half_life_seconds: float = Field(default=3 * 24 * 3600.0, gt=0)
     profile_retention_seconds: int = Field(default=180 * 24 * 3600, ge=60)
+    # Products fall out of interest faster than categories; engagement (time, depth, returns) slower.
+    product_half_life_seconds: float = Field(default=24 * 3600.0, gt=0)
+    engagement_half_life_seconds: float = Field(default=14 * 24 * 3600.0, gt=0)
+    # Sessions: a new one after this much inactivity (event time), and on a page view from a new
+    # campaign or external referrer if split_on_source. The sweep closes idle ones (wall clock).
+    session_gap_seconds: float = Field(default=30 * 60.0, gt=0)
+    session_split_on_source: bool = True
+    session_sweep_seconds: float = Field(default=30.0, gt=0)
+    # Events folded per batch (one pipelined Redis write per batch) and the longest wait for a
+    # batch to fill: the freshness/throughput trade-off.
+    worker_batch_max: int = Field(default=500, ge=1, le=100_000)
+    worker_batch_wait_seconds: float = Field(default=0.005, gt=0, le=10)
+    # Offsets are committed this often (a crash re-reads at most this much; duplicates are skipped).
+    worker_commit_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    # Kafka group session: a worker that dies silently is replaced after this long.
+    worker_session_timeout_seconds: float = Field(default=10.0, ge=1, le=300)
+    # Segments: online KMeans over profile features, learned by one worker, read by all.
+    segments_enabled: bool = True
+    segment_clusters: int = Field(default=6, ge=2, le=64)
+    # One profile update in this many is sent to the learner as a training sample.
+    segment_sample_every: int = Field(default=10, ge=1)
+    segment_publish_seconds: float = Field(default=30.0, gt=0)
+    segment_refresh_seconds: float = Field(default=10.0, gt=0)
 
     # --- Offer API -----------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8002, ge=0, le=65535)
+
     catalogue_path: Path = REPO_ROOT / "deploy" / "catalogue.yaml"
     # Below this decayed interest a visitor gets the non-personalised default.
     min_interest_to_personalise: float = Field(default=0.5, ge=0)
+    # How often the offer API checks the catalogue file for changes (mtime); 0 = never reload.
+    catalogue_refresh_seconds: float = Field(default=2.0, ge=0, le=3600)
+    # Consecutive Redis failures that open the circuit breaker (defaults served at once, no
+    # Redis call) and how long it stays open before one request probes Redis again.
+    redis_breaker_failures: int = Field(default=5, ge=1, le=1000)
+    redis_breaker_reset_seconds: float = Field(default=1.0, gt=0, le=300)
+    # Decision records held in memory while Kafka is slow or down; beyond this they are dropped
+    # and counted (tracker_offer_decisions_dropped_total), never waited for.
+    decision_queue_max: int = Field(default=10_000, ge=1, le=10_000_000)
+    # Privacy endpoints (POST /v1/admin/erase, GET /v1/me): token bucket per client address
+    # and replica, sustained requests per second and burst.
+    privacy_rate_per_second: float = Field(default=1.0, gt=0)
+    privacy_rate_burst: int = Field(default=20, ge=1)
+
+    # --- Demo shop (tracker up) ------------------------------------------------
+    # Where the demo shop of `tracker up` listens (its pages embed the browser snippet).
+    shop_host: str = "127.0.0.1"
+    shop_port: int = Field(default=8000, ge=0, le=65535)
+    shop_site_id: str = Field(default="demo", pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
     # --- Security ------------------------------------------------------------
     admin_token: str = PLACEHOLDER_ADMIN_TOKEN
+    # HMAC-SHA256 key for signed self-access links (GET /v1/me?...&expires=&sig=, see
+    # tracker/serve/access.py); empty = signed links refused (the visitor cookie still works).
+    access_signing_key: str = ""
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -88,6 +241,33 @@ class Settings(BaseSettings):
                     "(several separated by commas)"
                 )
         return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies_are_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else [p for p in text.split(",") if p.strip()]
+        if isinstance(value, list | tuple):
+            networks = []
+            for part in value:
+                try:
+                    networks.append(str(ipaddress.ip_network(str(part).strip(), strict=False)))
+                except ValueError:
+                    raise ValueError(
+                        f"TRACKER_TRUSTED_PROXIES entry {part!r} is not an IP network like 10.0.0.0/8"
+                    ) from None
+            return tuple(networks)
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_unregistered_sites_in_production(self) -> Settings:
+        if self.environment == "production" and self.allow_unregistered_sites:
+            raise ValueError(
+                "TRACKER_ALLOW_UNREGISTERED_SITES is for development and tests; register the sites "
+                f"in {self.sites_path} (or TRACKER_SITES) instead"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholder_token_in_production(self) -> Settings:

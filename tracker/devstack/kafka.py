@@ -100,7 +100,8 @@ class KafkaBroker:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         formatter = ManagedProcess(
             "Kafka storage format",
-            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
+            # "--cluster-id=<id>": an id starting with "-" (1 in 64) would read as an option.
+            self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config)),
             self.data_dir / "format.log",
         )
         formatter.start()
@@ -116,6 +117,18 @@ class KafkaBroker:
         ensure_port_free("127.0.0.1", self.port, "Kafka")
         ensure_port_free("127.0.0.1", self.controller_port, "the Kafka controller")
         self.format_storage()
+        self._launch(timeout)
+
+    def start_again(self, timeout: float = 90.0) -> None:
+        """Start a stopped broker on the same ports and data, without formatting its storage:
+        everything it had acknowledged is still there (failure tests stop and restart it)."""
+        if self._process is not None:
+            raise StackError("the Kafka broker is still running; stop() it first")
+        ensure_port_free("127.0.0.1", self.port, "Kafka")
+        ensure_port_free("127.0.0.1", self.controller_port, "the Kafka controller")
+        self._launch(timeout)
+
+    def _launch(self, timeout: float) -> None:
         self._process = ManagedProcess(
             "Kafka broker",
             self._java("kafka.Kafka", str(self.data_dir / "server.properties")),

@@ -7,6 +7,7 @@ environment variables.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -18,13 +19,18 @@ from tracker.settings import Settings
 
 # In start-up order: the worker first so it is consuming before events arrive.
 SERVICES = ("worker", "collector", "api")
+# The demo shop is not part of the product, but `tracker up` runs it the same way.
+ALL_SERVICES = (*SERVICES, "shop")
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The ``TRACKER_*`` variables that reproduce ``settings`` in a child process."""
     env: dict[str, str] = {}
-    for name, value in settings.model_dump().items():
-        env[f"TRACKER_{name.upper()}"] = str(value)
+    for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            continue  # unset in the child too: the field's default is None
+        # Lists and objects (e.g. TRACKER_SITES) are read back as JSON.
+        env[f"TRACKER_{name.upper()}"] = json.dumps(value) if isinstance(value, list | dict) else str(value)
     return env
 
 
@@ -39,8 +45,8 @@ class ServiceProcess:
     """One service of the product running in its own process."""
 
     def __init__(self, service: str, settings: Settings, log_dir: Path):
-        if service not in SERVICES:
-            raise ValueError(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}")
+        if service not in ALL_SERVICES:
+            raise ValueError(f"unknown service {service!r}; choose one of {', '.join(ALL_SERVICES)}")
         self.service = service
         self.settings = settings
         env = {**os.environ, **settings_env(settings), "PYTHONUNBUFFERED": "1"}
@@ -55,6 +61,7 @@ class ServiceProcess:
             "collector": f"http://{s.collector_host}:{s.collector_port}/readyz",
             "api": f"http://{s.api_host}:{s.api_port}/readyz",
             "worker": f"http://{s.worker_web_host}:{s.worker_web_port}/metrics",
+            "shop": f"http://{s.shop_host}:{s.shop_port}/healthz",
         }[self.service]
 
     def start(self, *, timeout: float = 60.0) -> None:

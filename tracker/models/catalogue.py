@@ -1,11 +1,27 @@
 """The offer catalogue: what marketers can show, where, and to whom.
 
 A catalogue is a list of offers. Each offer names the slots it may fill
-(``home-hero``, ``category-side``, ...), the product categories it targets
+(``home-hero``, ``category-side``, ...), the product categories it is about
 (empty = untargeted), its creative (title, body, image, link, call to action),
 and what the ranking uses to break ties: ``margin`` (0..1) and ``priority``.
 An offer marked ``default`` may be shown to visitors we know nothing useful
-about.
+about, and to the holdout group.
+
+Hard rules (:mod:`tracker.models.eligibility` applies them; an offer that fails
+one is never shown, whatever the model thinks):
+
+- targeting: ``segments`` (segment ids; empty = all), ``audience`` (``all``,
+  ``new`` or ``returning`` visitors), ``devices`` (``desktop``, ``mobile``,
+  ``tablet``; empty = all), ``require_interest`` (only visitors with an
+  interest in one of ``categories``, or on a page of one of them);
+- eligibility: ``starts_at``/``ends_at``, ``min_cart_value``/``max_cart_value``
+  (inclusive), ``pages`` (glob patterns on the page path, ``/c/shoes/*``);
+- frequency caps per visitor: ``caps.per_session`` and ``caps.per_day``
+  (impressions; the day is the UTC calendar day).
+
+Without ``require_interest``, ``categories`` are soft: the learned policy uses
+them as features and as its cold-start prior, the rule-based
+:func:`tracker.models.ranking.choose_offer` as its relevance.
 
 Validation rules, all errors (a catalogue that breaks one is refused as a
 whole, so a running API keeps its last good catalogue rather than serving a
@@ -15,10 +31,13 @@ half-valid one):
   turn a targeted offer into an untargeted one;
 - offer ids are unique; ``margin`` is within 0..1; ``ends_at`` is after
   ``starts_at``;
+- ``min_cart_value`` is at most ``max_cart_value``; ``require_interest``
+  needs ``categories``;
 - every slot used by an enabled offer has at least one enabled, undated
-  ``default`` offer. This is an error rather than a warning because the offer
-  API promises a safe banner for every request it can place; a slot without an
-  always-on default would answer "nothing" to every new visitor.
+  ``default`` offer without targeting, rules or caps. This is an error rather
+  than a warning because the offer API promises a safe banner for every request
+  it can place; a slot without an always-eligible default would answer
+  "nothing" to some visitors (and to the holdout group).
 
 Untargeted offers that are not defaults can never win; they are reported by
 :attr:`Catalogue.warnings` rather than refused, since a marketer may park one.
@@ -40,9 +59,13 @@ events exactly (case included).
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
 import json
+import re
 from collections import defaultdict
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -68,6 +91,29 @@ SlotId = Annotated[
 ]
 # A site-relative path (``/static/offers/x.svg``) or an absolute http(s) URL.
 LinkUrl = Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^(/|https?://)\S*$")]
+# A glob on the page path: ``*`` any characters (``/`` included), ``?`` one, ``[...]`` a set.
+PagePattern = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^/\S*$")]
+SegmentId = Annotated[int, Field(ge=0, le=1023)]
+DeviceClass = Literal["desktop", "mobile", "tablet"]
+Audience = Literal["all", "new", "returning"]
+
+
+class FrequencyCaps(BaseModel):
+    """How often one visitor may see an offer (impressions; None = no cap)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    per_session: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    per_day: Annotated[int, Field(ge=1, le=100_000)] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> FrequencyCaps:
+        if self.per_session is not None and self.per_day is not None and self.per_session > self.per_day:
+            raise ValueError(
+                f"per_session ({self.per_session}) is more than per_day ({self.per_day}); "
+                "a session never spans more than its day's cap allows"
+            )
+        return self
 
 
 class Offer(BaseModel):
@@ -90,15 +136,36 @@ class Offer(BaseModel):
     # Optional eligibility window (timezone-aware ISO 8601, e.g. 2026-12-01T00:00:00Z).
     starts_at: AwareDatetime | None = None
     ends_at: AwareDatetime | None = None
+    # Targeting (hard rules; empty = everyone).
+    segments: Annotated[list[SegmentId], Field(max_length=256)] = []
+    audience: Audience = "all"
+    devices: Annotated[list[DeviceClass], Field(max_length=3)] = []
+    require_interest: bool = False
+    # Eligibility rules.
+    min_cart_value: Annotated[float, Field(ge=0, le=1e9)] | None = None
+    max_cart_value: Annotated[float, Field(ge=0, le=1e9)] | None = None
+    pages: Annotated[list[PagePattern], Field(max_length=64)] = []
+    caps: FrequencyCaps | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Offer:
-        for name in ("slots", "categories"):
-            values: list[str] = getattr(self, name)
+        for name in ("slots", "categories", "segments", "devices", "pages"):
+            values: list[Any] = getattr(self, name)
             if len(set(values)) != len(values):
                 raise ValueError(f"{name} lists a value twice: {values}")
         if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
             raise ValueError("ends_at must be after starts_at")
+        if (
+            self.min_cart_value is not None
+            and self.max_cart_value is not None
+            and self.min_cart_value > self.max_cart_value
+        ):
+            raise ValueError(
+                f"min_cart_value ({self.min_cart_value}) is more than max_cart_value "
+                f"({self.max_cart_value}); no cart could ever qualify"
+            )
+        if self.require_interest and not self.categories:
+            raise ValueError("require_interest needs categories: list the categories the visitor must like")
         return self
 
     @property
@@ -108,6 +175,31 @@ class Offer(BaseModel):
     @property
     def dated(self) -> bool:
         return self.starts_at is not None or self.ends_at is not None
+
+    @property
+    def restricted(self) -> bool:
+        """Whether any targeting, rule or cap can make this offer ineligible for a visitor."""
+        return bool(
+            self.segments
+            or self.audience != "all"
+            or self.devices
+            or self.require_interest
+            or self.min_cart_value is not None
+            or self.max_cart_value is not None
+            or self.pages
+            or (self.caps is not None and (self.caps.per_session or self.caps.per_day))
+        )
+
+    @property
+    def always_eligible(self) -> bool:
+        """Enabled, undated and unrestricted: a default that can fill its slots for anyone."""
+        return self.enabled and not self.dated and not self.restricted
+
+    def page_matches(self, path: str | None) -> bool:
+        """Whether ``path`` matches one of ``pages`` (True when the offer has no page rule)."""
+        if not self.pages:
+            return True
+        return path is not None and _page_regex(tuple(self.pages)).match(path) is not None
 
     def live_at(self, now_ms: int | None) -> bool:
         """Whether the offer is enabled and inside its date window (``None`` ignores dates)."""
@@ -148,10 +240,11 @@ class Catalogue(BaseModel):
                 for slot in offer.slots:
                     by_slot[slot].append(offer)
         for slot, offers in by_slot.items():
-            if not any(offer.default and not offer.dated for offer in offers):
+            if not any(offer.default and offer.always_eligible for offer in offers):
                 raise ValueError(
-                    f"slot {slot!r} has no enabled, undated default offer; set `default: true` on one "
-                    "so that visitors without a matching interest still get a banner"
+                    f"slot {slot!r} has no enabled, undated default offer without targeting, rules or "
+                    "caps; set `default: true` on one such offer so that every visitor (and the "
+                    "holdout group) still gets a banner"
                 )
         self._by_slot = {slot: tuple(offers) for slot, offers in by_slot.items()}
         return self
@@ -168,6 +261,40 @@ class Catalogue(BaseModel):
     def get(self, offer_id: str) -> Offer | None:
         """The offer with this id, or None."""
         return next((offer for offer in self.offers if offer.id == offer_id), None)
+
+    @property
+    def fingerprint(self) -> str:
+        """A short content hash: equal catalogues (whatever their file layout) share it."""
+        canonical = json.dumps(self.to_data(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    def to_data(self) -> dict[str, Any]:
+        """Plain JSON-able data that :func:`parse_catalogue` reads back (unset fields left out)."""
+        return self.model_dump(mode="json", exclude_defaults=True) | {"version": self.version}
+
+    def with_offer(self, offer: Offer | dict[str, Any]) -> Catalogue:
+        """A new catalogue with ``offer`` added, or replacing the offer with its id (admin create/update).
+
+        The whole catalogue is validated again, so an edit that would leave a
+        slot without its default is refused with :class:`CatalogueError`.
+        """
+        data = offer.model_dump(mode="json") if isinstance(offer, Offer) else dict(offer)
+        offers = [item.model_dump(mode="json") for item in self.offers]
+        index = next((i for i, item in enumerate(self.offers) if item.id == data.get("id")), None)
+        if index is None:
+            offers.append(data)
+        else:
+            offers[index] = data
+        return parse_catalogue({"version": self.version, "offers": offers})
+
+    def with_enabled(self, offer_id: str, enabled: bool) -> Catalogue:
+        """A new catalogue with the offer enabled or disabled (admin disable keeps its history)."""
+        offer = self.get(offer_id)
+        if offer is None:
+            raise CatalogueError(
+                f"offer {offer_id!r} is not in the catalogue; list the offers to see their ids"
+            )
+        return self.with_offer(offer.model_dump(mode="json") | {"enabled": enabled})
 
     @property
     def warnings(self) -> list[str]:
@@ -234,3 +361,9 @@ def _describe(exc: ValidationError, data: Any) -> str:
 
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+@lru_cache(maxsize=4096)
+def _page_regex(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    # Compiled once per distinct pattern list: the request path only runs one match.
+    return re.compile("|".join(f"(?:{fnmatch.translate(pattern)})" for pattern in patterns))

@@ -1,31 +1,46 @@
-"""Prometheus metrics of the offer API.
+"""Prometheus metrics of the offer API, and the ASGI middleware that times every endpoint.
 
 Each app owns its registry instead of using the process-wide default, so that
 tests (and anything else) can build many apps in one process without
 "Duplicated timeseries" errors. Run one app per process and scale with
 replicas; multi-process workers would need prometheus-client's multiprocess
-mode. Labels never carry visitor or site ids.
+mode. Labels never carry visitor or site ids: endpoints are labelled by their
+route template (``/v1/offers``), never by the URL.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import time
+from typing import Any, Literal
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     GCCollector,
     Histogram,
     PlatformCollector,
     ProcessCollector,
 )
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-Outcome = Literal["personalised", "default", "fallback", "empty"]
-OUTCOMES: tuple[Outcome, ...] = ("personalised", "default", "fallback", "empty")
+from tracker.serve.breaker import STATE_VALUES, State
+
+Outcome = Literal["personalised", "holdout", "default", "fallback", "empty"]
+# personalised: chosen for the visitor's interests; holdout: control group (#6), got the default;
+# default: nothing strong enough known; fallback: Redis unavailable or profile unreadable;
+# empty: nothing can fill the slot.
+OUTCOMES: tuple[Outcome, ...] = ("personalised", "holdout", "default", "fallback", "empty")
 DROP_REASONS = ("queue_full", "kafka_error", "shutdown")
+REDIS_ERRORS = ("timeout", "connection", "error", "circuit_open")
 
 # The API aims at single-digit milliseconds; the top buckets catch Redis timeouts.
-LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+LATENCY_BUCKETS = (
+    0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+)  # fmt: skip
+REDIS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+UNMATCHED = "unmatched"  # handler label of requests no route matched (404s), so probes cannot add series
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class OfferMetrics:
@@ -37,31 +52,167 @@ class OfferMetrics:
             ProcessCollector(registry=self.registry)
             PlatformCollector(registry=self.registry)
             GCCollector(registry=self.registry)
+        r = self.registry
+        # --- every endpoint -------------------------------------------------
+        self.http_requests = Counter(
+            "tracker_offer_http_requests",
+            "HTTP requests answered by the offer API, by route template, method and status code.",
+            ["handler", "method", "status"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "tracker_offer_http_request_duration_seconds",
+            "Time from receiving a request to sending the last byte of its answer, by route template.",
+            ["handler"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        # --- decisions ------------------------------------------------------
         self.requests = Counter(
             "tracker_offer_requests",
-            "Offer requests answered, by outcome (fallback = Redis unavailable, empty = no offer for slot).",
+            "Offer decisions by outcome: personalised, holdout, default, fallback (Redis unavailable "
+            "or profile unreadable), empty (nothing can fill the slot).",
             ["outcome"],
-            registry=self.registry,
+            registry=r,
         )
         self.duration = Histogram(
             "tracker_offer_request_duration_seconds",
-            "Time to answer an offer request, from handler entry to response built.",
+            "Time to decide an offer, from handler entry to response built (HTTP parsing excluded).",
             buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            registry=r,
         )
         self.decisions_sent = Counter(
-            "tracker_offer_decisions_sent",
-            "Decision records acknowledged by Kafka.",
-            registry=self.registry,
+            "tracker_offer_decisions_sent", "Decision records acknowledged by Kafka.", registry=r
         )
         self.decisions_dropped = Counter(
             "tracker_offer_decisions_dropped",
-            "Decision records not written to Kafka (the response was still served).",
+            "Decision records not written to Kafka (the response was still served), by reason.",
             ["reason"],
-            registry=self.registry,
+            registry=r,
+        )
+        self.decision_queue_depth = Gauge(
+            "tracker_offer_decision_queue_depth",
+            "Decision records waiting in memory for Kafka (bounded by TRACKER_DECISION_QUEUE_MAX).",
+            registry=r,
+        )
+        # --- Redis ----------------------------------------------------------
+        self.redis_duration = Histogram(
+            "tracker_offer_redis_duration_seconds",
+            "Time of the one Redis round trip per offer request (profile and serving state), "
+            "failures included.",
+            buckets=REDIS_BUCKETS,
+            registry=r,
+        )
+        self.redis_errors = Counter(
+            "tracker_offer_redis_errors",
+            "Visitor reads that did not reach Redis or got no answer, by kind "
+            "(circuit_open: skipped because the breaker is open).",
+            ["kind"],
+            registry=r,
+        )
+        self.breaker_state = Gauge(
+            "tracker_offer_redis_breaker_state",
+            "Circuit breaker in front of Redis: 0 closed (healthy), 1 half-open (probing), 2 open.",
+            registry=r,
+        )
+        self.breaker_opened = Counter(
+            "tracker_offer_redis_breaker_opened",
+            "Times the circuit breaker in front of Redis opened.",
+            registry=r,
+        )
+        # --- catalogue ------------------------------------------------------
+        self.catalogue_info = Gauge(
+            "tracker_offer_catalogue_info",
+            "1 for the catalogue version (content hash) this replica serves.",
+            ["version"],
+            registry=r,
+        )
+        self.catalogue_offers = Gauge(
+            "tracker_offer_catalogue_offers", "Offers in the catalogue this replica serves.", registry=r
+        )
+        self.catalogue_loaded_at = Gauge(
+            "tracker_offer_catalogue_loaded_timestamp_seconds",
+            "When this replica loaded the catalogue it serves (Unix time).",
+            registry=r,
+        )
+        self.catalogue_reload_errors = Counter(
+            "tracker_offer_catalogue_reload_errors",
+            "Catalogue reloads refused (unreadable or invalid file); the last good one is kept.",
+            registry=r,
+        )
+        # --- privacy --------------------------------------------------------
+        self.erasures = Counter(
+            "tracker_offer_erasure_requests",
+            "Erasure requests, by result (accepted: acknowledged by Kafka; unavailable: Kafka did not ack).",
+            ["result"],
+            registry=r,
+        )
+        self.self_access = Counter(
+            "tracker_offer_self_access_requests",
+            "Visitor self-access requests (GET /v1/me), by how they were authorised or refused.",
+            ["result"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "tracker_offer_rate_limited",
+            "Requests refused with 429 by the in-process rate limit, by route template.",
+            ["handler"],
+            registry=r,
         )
         # Export every series from the start so that rate() and alerts see zeros, not gaps.
         for outcome in OUTCOMES:
             self.requests.labels(outcome=outcome)
         for reason in DROP_REASONS:
             self.decisions_dropped.labels(reason=reason)
+        for kind in REDIS_ERRORS:
+            self.redis_errors.labels(kind=kind)
+        for result in ("accepted", "unavailable"):
+            self.erasures.labels(result=result)
+        for result in ("signed_link", "cookie", "denied"):
+            self.self_access.labels(result=result)
+        for method, handler in (("GET", "/v1/offers"), ("GET", "/v1/me"), ("POST", "/v1/admin/erase")):
+            for status in ("200", "202", "422", "500", "503"):
+                self.http_requests.labels(handler=handler, method=method, status=status)
+            self.http_duration.labels(handler=handler)
+        self.breaker_state.set(0)
+
+    def breaker_changed(self, state: State) -> None:
+        self.breaker_state.set(STATE_VALUES[state])
+        if state == "open":
+            self.breaker_opened.inc()
+
+    def catalogue_loaded(self, offers: int, version: str) -> None:
+        self.catalogue_info.clear()
+        self.catalogue_info.labels(version=version).set(1)
+        self.catalogue_offers.set(offers)
+        self.catalogue_loaded_at.set(time.time())
+
+
+class HttpMetricsMiddleware:
+    """Pure ASGI middleware (no per-request task or body copy, unlike ``BaseHTTPMiddleware``)."""
+
+    def __init__(self, app: ASGIApp, metrics: OfferMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client sees if the app raises before answering
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route: Any = scope.get("route")
+            handler = getattr(route, "path", None) or UNMATCHED
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            self.metrics.http_requests.labels(handler=handler, method=method, status=str(status)).inc()
+            self.metrics.http_duration.labels(handler=handler).observe(time.perf_counter() - started)

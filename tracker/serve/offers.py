@@ -1,48 +1,53 @@
 """``GET /v1/offers``: the banner to show one visitor in one slot, now.
 
-One Redis GET per request (the visitor's profile), then pure ranking. The
-request always gets an answer: if Redis is slow or down, or the stored profile
-cannot be read, the slot's default offer is served with ``fallback: true``
-within ``redis_timeout_seconds``.
+One Redis round trip per request (:class:`~tracker.serve.store.VisitorStore`:
+profile and serving state in one script call), then pure ranking against the
+in-process catalogue. The request always gets an answer: if Redis is slow,
+down, or cut off by the circuit breaker, or the stored profile cannot be read,
+the slot's default offer is served with ``fallback: true`` within
+``TRACKER_REDIS_TIMEOUT_SECONDS`` (at once while the breaker is open).
 
 Reasons in the response (machine-readable): ``interest:<category>``,
 ``default`` (known visitor, no interest strong enough), ``no_profile``
-(visitor never seen), ``redis_unavailable`` and ``profile_unreadable``
-(fallbacks), ``no_offer`` (nothing can fill the slot).
+(visitor never seen), ``redis_unavailable``, ``circuit_open`` and
+``profile_unreadable`` (fallbacks), ``no_offer`` (nothing can fill the slot).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 import orjson
-from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from tracker import keys
 from tracker.models.catalogue import Catalogue, Offer, SlotId
 from tracker.models.profile import Profile
 from tracker.models.ranking import Choice, choose_default, choose_offer
 from tracker.schema import SiteId, VisitorId
-from tracker.serve.decisions import DECISION_SCHEMA_VERSION
-from tracker.serve.deps import CatalogueDep, DecisionLogDep, MetricsDep, RedisDep, SettingsDep
-from tracker.serve.metrics import Outcome
+from tracker.serve.decisions import DECISION_SCHEMA_VERSION, DecisionLog
+from tracker.serve.metrics import OfferMetrics, Outcome
+from tracker.serve.store import REASON_STATE_UNREADABLE, StoreUnavailable, VisitorStore
 from tracker.settings import Settings
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["offers"])
 
+OFFERS_PATH = "/v1/offers"
 REASON_NO_PROFILE = "no_profile"
-REASON_REDIS_UNAVAILABLE = "redis_unavailable"
-REASON_PROFILE_UNREADABLE = "profile_unreadable"
 REASON_NO_OFFER = "no_offer"
+# Personalised: no shared cache may keep it.
+NO_STORE = {"Cache-Control": "no-store"}
+_QUERY_TYPES: tuple[tuple[str, TypeAdapter[str]], ...] = (
+    ("site", TypeAdapter(SiteId)),
+    ("visitor", TypeAdapter(VisitorId)),
+    ("slot", TypeAdapter(SlotId)),
+)
 
 
 class OfferPublic(BaseModel):
@@ -67,53 +72,62 @@ class OfferResponse(BaseModel):
     fallback: bool
 
 
-class ProfileUnavailable(Exception):
-    """The profile could not be read in time; ``reason`` says why, for the response."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-async def read_profile(
-    redis: Redis, site_id: str, visitor_id: str, *, budget_seconds: float
-) -> Profile | None:
-    """The visitor's profile (one GET), None if never seen; raise :class:`ProfileUnavailable`."""
-    try:
-        # The socket timeouts bound each read; this bounds connect + send + read together.
-        async with asyncio.timeout(budget_seconds):
-            raw = await redis.get(keys.profile(site_id, visitor_id))
-    except (RedisError, OSError, TimeoutError) as exc:
-        log.debug("profile read failed: %r", exc)
-        raise ProfileUnavailable(REASON_REDIS_UNAVAILABLE) from exc
-    if raw is None:
-        return None
-    try:
-        return Profile.from_dict(orjson.loads(raw))
-    except (ValueError, KeyError, TypeError) as exc:
-        log.warning("unreadable profile for site %s: %s", site_id, exc)
-        raise ProfileUnavailable(REASON_PROFILE_UNREADABLE) from exc
-
-
 @router.get(
-    "/v1/offers",
+    OFFERS_PATH,
     response_model=None,
     responses={200: {"model": OfferResponse}},
     summary="Choose the offer to show a visitor in a slot",
 )
 async def get_offer(
+    request: Request,
     site: Annotated[SiteId, Query()],
     visitor: Annotated[VisitorId, Query()],
     slot: Annotated[SlotId, Query()],
-    settings: SettingsDep,
-    catalogue: CatalogueDep,
-    redis: RedisDep,
-    decisions: DecisionLogDep,
-    metrics: MetricsDep,
 ) -> Response:
+    """The reference implementation and the OpenAPI description; in a running API,
+    :class:`~tracker.serve.fastpath.OfferFastPath` answers this path before FastAPI
+    routing (same parameters, same :func:`answer`, same body)."""
+    body = await answer(request.app.state, site, visitor, slot)
+    return Response(body, media_type="application/json", headers=NO_STORE)
+
+
+def parse_offer_query(query_string: bytes) -> tuple[tuple[str, str, str] | None, list[dict[str, Any]]]:
+    """``(site, visitor, slot)`` from a raw query string, or pydantic-style errors for a 422.
+
+    Validates with the same types as :func:`get_offer`; a repeated parameter's last value wins.
+    """
+    params = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
+    values: list[str] = []
+    errors: list[dict[str, Any]] = []
+    for name, adapter in _QUERY_TYPES:
+        raw = params.get(name)
+        if raw is None:
+            errors.append({"loc": ("query", name), "type": "missing", "msg": "Field required"})
+            continue
+        try:
+            values.append(adapter.validate_python(raw))
+        except ValidationError as exc:
+            errors.extend({**error, "loc": ("query", name)} for error in exc.errors(include_url=False))
+    if errors:
+        return None, errors
+    site, visitor, slot = values
+    return (site, visitor, slot), []
+
+
+async def answer(state: Any, site: str, visitor: str, slot: str) -> bytes:
+    """Decide, log the decision (never waiting for Kafka), count, and return the JSON body.
+
+    ``state`` is the app's ``app.state`` (read directly: FastAPI's dependency resolution
+    was a large share of this path's CPU time, see docs/BENCHMARKS.md).
+    """
     started = time.perf_counter()
+    settings: Settings = state.settings
+    metrics: OfferMetrics = state.metrics
+    decisions: DecisionLog = state.decisions
     now_ms = time.time_ns() // 1_000_000
-    choice, reason, fallback = await _decide(site, visitor, slot, now_ms, settings, catalogue, redis)
+    choice, reason, fallback = await _decide(
+        site, visitor, slot, now_ms, settings, state.catalogue.value, state.store
+    )
 
     outcome: Outcome
     if choice is None:
@@ -136,8 +150,7 @@ async def get_offer(
         decisions.log(_decision_record(decision_id, site, visitor, slot, choice, reason, fallback, now_ms))
     metrics.requests.labels(outcome=outcome).inc()
     metrics.duration.observe(time.perf_counter() - started)
-    # Personalised: no shared cache may keep it.
-    return Response(orjson.dumps(body), media_type="application/json", headers={"Cache-Control": "no-store"})
+    return orjson.dumps(body)
 
 
 async def _decide(
@@ -147,17 +160,21 @@ async def _decide(
     now_ms: int,
     settings: Settings,
     catalogue: Catalogue,
-    redis: Redis,
+    store: VisitorStore,
 ) -> tuple[Choice | None, str, bool]:
     """The choice, the reason to report, and whether it is a fallback."""
     if not catalogue.offers_for_slot(slot):
         # Nothing could fill the slot whatever the profile says: skip the Redis round trip.
         return None, REASON_NO_OFFER, False
     try:
-        profile = await read_profile(redis, site, visitor, budget_seconds=settings.redis_timeout_seconds)
-    except ProfileUnavailable as exc:
-        choice = choose_default(catalogue, slot, now_ms=now_ms)
-        return choice, exc.reason if choice else REASON_NO_OFFER, True
+        state = await store.read(site, visitor)
+        # (#6) frequency caps and the holdout assignment arrive in state.serving, same round trip.
+        profile = Profile.from_dict(orjson.loads(state.profile)) if state.profile is not None else None
+    except StoreUnavailable as exc:
+        return _fallback(catalogue, slot, now_ms, exc.reason)
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("unreadable profile for site %s: %s", site, exc)
+        return _fallback(catalogue, slot, now_ms, REASON_STATE_UNREADABLE)
     if profile is None:
         choice = choose_default(catalogue, slot, now_ms=now_ms)
         return choice, REASON_NO_PROFILE if choice else REASON_NO_OFFER, False
@@ -166,6 +183,11 @@ async def _decide(
         catalogue, slot, interests, min_interest=settings.min_interest_to_personalise, now_ms=now_ms
     )
     return choice, choice.reason if choice else REASON_NO_OFFER, False
+
+
+def _fallback(catalogue: Catalogue, slot: str, now_ms: int, reason: str) -> tuple[Choice | None, str, bool]:
+    choice = choose_default(catalogue, slot, now_ms=now_ms)
+    return choice, reason if choice else REASON_NO_OFFER, True
 
 
 def _public(offer: Offer) -> dict[str, Any]:

@@ -2,39 +2,33 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import orjson
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.exceptions import RedisError
 
-from tracker.serve.deps import CatalogueDep, DecisionLogDep, MetricsDep, RedisDep, SettingsDep
+from tracker.serve.deps import CatalogueDep, DecisionLogDep, MetricsDep, StoreDep
 
 router = APIRouter(tags=["ops"])
 
 
-@router.get("/healthz", summary="Liveness: the process is up")
+@router.get("/healthz", summary="Liveness: the process is up and its event loop answers")
 async def healthz() -> Response:
     return Response(orjson.dumps({"status": "ok"}), media_type="application/json")
 
 
-@router.get("/readyz", summary="Readiness: catalogue loaded; reports whether Redis answers a PING")
+@router.get("/readyz", summary="Readiness: catalogue loaded; reports Redis, the breaker and Kafka")
 async def readyz(
-    settings: SettingsDep, redis: RedisDep, catalogue: CatalogueDep, decisions: DecisionLogDep
+    request: Request, store: StoreDep, catalogue: CatalogueDep, decisions: DecisionLogDep
 ) -> Response:
-    try:
-        async with asyncio.timeout(settings.redis_timeout_seconds):
-            await redis.ping()
-        redis_status = "ok"
-    except (RedisError, OSError, TimeoutError) as exc:
-        redis_status = f"unavailable: {type(exc).__name__}"
-    # Ready even without Redis: the API then serves safe defaults. Failing readiness would make
-    # a load balancer drop every replica at once in a Redis outage, and the page get nothing.
+    redis_status = await store.ping()
+    # Ready even without Redis or Kafka: the API then serves safe defaults. Failing readiness
+    # would make a load balancer drop every replica at once in a Redis outage, and pages get nothing.
     body = {
         "status": "ready" if redis_status == "ok" else "degraded",
         "redis": redis_status,
+        "redis_breaker": store.breaker.state,
         "offers": len(catalogue.offers),
+        "catalogue_version": request.app.state.catalogue.version,
         # Informational only: the API serves without Kafka, it just cannot log decisions.
         "decision_log": "connected" if decisions.connected else "connecting",
     }

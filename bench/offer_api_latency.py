@@ -1,0 +1,436 @@
+"""Offer API latency at fixed request rates (p50/p99/p99.9) and its saturation throughput.
+
+By default it starts the full local stack (Kafka, Redis, stream worker, collector,
+offer API as separate processes, exactly as ``tracker up`` does), stores 10,000
+visitor profiles (70 % with interests, 30 % never seen), then:
+
+1. baselines in the same run: a bare Redis ``GET`` round trip (``redis-benchmark``,
+   one client) and the offer API's ``/healthz`` (HTTP stack + load generator, no
+   Redis, no decision) at each rate;
+2. ``GET /v1/offers`` for random visitors at each fixed rate (open loop);
+3. saturation: closed loop with ``--saturation-connections`` connections.
+
+The load generator runs in a separate process (this file, ``loadgen`` mode). It
+is open loop and coordinated-omission safe: request *i* is due at
+``start + i / rate`` and its latency is measured from that due time, so a
+stalled server is charged for the requests that queue up behind it, not only
+for the one it is slow on. Connections are HTTP/1.1 keep-alive; a request
+waits for a free connection when all are busy (and that wait counts).
+
+    .venv/bin/python bench/offer_api_latency.py                 # full run (about 2 minutes)
+    .venv/bin/python bench/offer_api_latency.py --rates 1000 --duration 10
+    .venv/bin/python bench/offer_api_latency.py --api-url http://127.0.0.1:8002 \\
+        --redis-url redis://127.0.0.1:6379/0                     # against running services
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+SITE = "bench"
+SLOT = "home-hero"
+CATEGORIES = ["shoes", "outdoor", "kitchen", "books", "electronics", "garden"]
+
+
+# --------------------------------------------------------------------------- load generator
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection; just enough HTTP for uvicorn's answers."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: bytes) -> None:
+        self.reader, self.writer, self.host = reader, writer, host
+
+    async def get(self, path: bytes) -> int:
+        self.writer.write(b"GET " + path + b" HTTP/1.1\r\nHost: " + self.host + b"\r\n\r\n")
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lower = head.lower()
+        start = lower.index(b"content-length:") + 15
+        length = int(head[start : lower.index(b"\r\n", start)])
+        await self.reader.readexactly(length)
+        return int(head[9:12])
+
+
+def percentiles(latencies: list[float]) -> dict[str, float]:
+    """p50/p90/p99/p99.9/max in milliseconds (nearest-rank)."""
+    if not latencies:
+        return {}
+    ordered = sorted(latencies)
+
+    def rank(q: float) -> float:
+        return ordered[min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.5) - 1))] * 1000
+
+    return {
+        "p50_ms": rank(0.50),
+        "p90_ms": rank(0.90),
+        "p99_ms": rank(0.99),
+        "p99.9_ms": rank(0.999),
+        "max_ms": ordered[-1] * 1000,
+    }
+
+
+def request_paths(kind: str, visitors: int, seed: int, count: int) -> list[bytes]:
+    if kind != "offers":
+        return [f"/{kind}".encode()]
+    rng = random.Random(seed)
+    return [
+        f"/v1/offers?site={SITE}&visitor=bench-{rng.randrange(visitors):08d}&slot={SLOT}".encode()
+        for _ in range(count)
+    ]
+
+
+async def open_loop(args: argparse.Namespace) -> dict[str, Any]:
+    clock = time.perf_counter
+    url = urlsplit(args.url)
+    host, port = url.hostname or "127.0.0.1", url.port or 80
+    conns = [Connection(*await asyncio.open_connection(host, port), f"{host}:{port}".encode())]
+    idle: asyncio.Queue[Connection] = asyncio.Queue()
+    idle.put_nowait(conns[0])
+    paths = request_paths(args.kind, args.visitors, args.seed, 65_536)
+    latencies: list[float] = []
+    errors = 0
+    pending: set[asyncio.Task[None]] = set()
+
+    async def connection() -> Connection:
+        # Open more connections on demand, up to the cap, so that slow answers do not serialise.
+        if idle.empty() and len(conns) < args.connections:
+            conns.append(Connection(*await asyncio.open_connection(host, port), f"{host}:{port}".encode()))
+            return conns[-1]
+        return await idle.get()
+
+    async def fire(due: float, path: bytes, measured: bool) -> None:
+        nonlocal errors
+        conn = await connection()
+        try:
+            status = await conn.get(path)
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            errors += 1
+            return  # the connection is dropped
+        idle.put_nowait(conn)
+        if measured:
+            latencies.append(clock() - due)
+            if status != 200:
+                errors += 1
+
+    # perf_counter, not loop.time(): uvloop's clock has millisecond resolution.
+    start = clock() + 0.05
+    measure_from = start + args.warmup
+    end = measure_from + args.duration
+    i = 0
+    while True:
+        due = start + i / args.rate
+        if due >= end:
+            break
+        now = clock()
+        if due > now:
+            await asyncio.sleep(due - now)
+        task = asyncio.create_task(fire(due, paths[i % len(paths)], due >= measure_from))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+        i += 1
+    if pending:
+        await asyncio.wait(pending, timeout=30)
+    for conn in conns:
+        conn.writer.close()
+    sent = sum(1 for k in range(i) if start + k / args.rate >= measure_from)
+    return {
+        "mode": "open",
+        "kind": args.kind,
+        "rate": args.rate,
+        "duration_s": args.duration,
+        "requests": sent,
+        "completed": len(latencies),
+        "errors": errors + (sent - len(latencies)),
+        "connections": len(conns),
+        **percentiles(latencies),
+    }
+
+
+async def closed_loop(args: argparse.Namespace) -> dict[str, Any]:
+    clock = time.perf_counter
+    url = urlsplit(args.url)
+    host, port = url.hostname or "127.0.0.1", url.port or 80
+    paths = request_paths(args.kind, args.visitors, args.seed, 65_536)
+    latencies: list[float] = []
+    errors = 0
+    start = clock() + args.warmup
+    end = start + args.duration
+
+    async def worker(offset: int) -> None:
+        nonlocal errors
+        conn = Connection(*await asyncio.open_connection(host, port), f"{host}:{port}".encode())
+        i = offset
+        while (now := clock()) < end:
+            status = await conn.get(paths[i % len(paths)])
+            i += args.connections
+            if now >= start:
+                latencies.append(clock() - now)
+                errors += status != 200
+        conn.writer.close()
+
+    await asyncio.gather(*(worker(k) for k in range(args.connections)))
+    return {
+        "mode": "closed",
+        "kind": args.kind,
+        "connections": args.connections,
+        "duration_s": args.duration,
+        "completed": len(latencies),
+        "errors": errors,
+        "throughput_rps": len(latencies) / args.duration,
+        **percentiles(latencies),
+    }
+
+
+def loadgen_main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="offer_api_latency.py loadgen")
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--kind", default="offers", help="offers, or a fixed path such as healthz")
+    parser.add_argument("--mode", choices=["open", "closed"], default="open")
+    parser.add_argument("--rate", type=float, default=1000)
+    parser.add_argument("--duration", type=float, default=20)
+    parser.add_argument("--warmup", type=float, default=3)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--visitors", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        runner = asyncio.run
+    result = runner(open_loop(args) if args.mode == "open" else closed_loop(args))
+    print(json.dumps(result))
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    if pid is None:
+        return None
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_loadgen(url: str, api_pid: int | None = None, **options: Any) -> dict[str, Any]:
+    """One load-generator process; adds the API's CPU time per request when its pid is known."""
+    argv = [sys.executable, __file__, "loadgen", "--url", url]
+    for name, value in options.items():
+        argv += [f"--{name.replace('_', '-')}", str(value)]
+    before = cpu_seconds(api_pid)
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=600)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    if before is not None:
+        spent = cpu_seconds(api_pid) - before  # warm-up included: an upper bound per request
+        total = result.get("requests") or result["completed"]
+        result["api_cpu_us_per_request"] = (
+            spent / max(1, total + options.get("warmup", 0) * options.get("rate", 0)) * 1e6
+        )
+    return result
+
+
+def seed_profiles(redis_url: str, visitors: int, settings: Any) -> None:
+    """Store profiles for 70 % of the visitors, as the stream worker would have built them."""
+    import orjson
+    import redis
+
+    from tracker import keys
+    from tracker.models.profile import Profile, apply_event
+    from tracker.schema import parse_event
+
+    rng = random.Random(1)
+    client = redis.Redis.from_url(redis_url)
+    now = int(time.time() * 1000)
+    pipe = client.pipeline(transaction=False)
+    for n in range(visitors):
+        if rng.random() >= 0.7:
+            continue
+        visitor = f"bench-{n:08d}"
+        profile = Profile.new(SITE, visitor)
+        for k in range(rng.randrange(1, 12)):
+            event = parse_event(
+                {
+                    "event_id": str(uuid.uuid4()),
+                    "type": rng.choice(["product_view", "product_view", "add_to_cart"]),
+                    "ts": now - rng.randrange(0, 3_600_000),
+                    "site_id": SITE,
+                    "visitor_id": visitor,
+                    "product_id": f"sku-{k}",
+                    "category": rng.choice(CATEGORIES),
+                }
+            )
+            apply_event(
+                profile,
+                event,
+                received_at=now,
+                half_life_seconds=settings.interest_half_life_seconds,
+                dedupe_window=settings.dedupe_window,
+            )
+        pipe.set(keys.profile(SITE, visitor), orjson.dumps(profile.to_dict()), ex=3600)
+        if len(pipe) >= 1000:
+            pipe.execute()
+    pipe.execute()
+    client.close()
+
+
+def redis_baseline(redis_url: str) -> dict[str, Any] | None:
+    """A bare GET round trip, one client, no pipelining (``redis-benchmark``)."""
+    binary = shutil.which("redis-benchmark")
+    if binary is None:
+        return None
+    url = urlsplit(redis_url)
+    argv = [binary, "-h", url.hostname or "127.0.0.1", "-p", str(url.port or 6379)]
+    argv += ["-t", "get", "-n", "50000", "-c", "1", "-P", "1", "--csv"]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=120).stdout
+    rows = [line.replace('"', "").split(",") for line in out.strip().splitlines()]
+    header, values = rows[0], rows[-1]
+    return dict(zip(header, values, strict=False))
+
+
+def scrape(api_url: str) -> dict[str, float]:
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{api_url}/metrics", timeout=5).text
+    wanted = (
+        "tracker_offer_requests_total",
+        "tracker_offer_decisions_dropped_total",
+        "tracker_offer_decisions_sent_total",
+    )
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in wanted:
+                label = ",".join(f"{v}" for v in sample.labels.values())
+                values[f"{sample.name}{{{label}}}" if label else sample.name] = sample.value
+    return values
+
+
+@contextmanager
+def full_stack() -> Iterator[tuple[str, str, int | None]]:
+    """Kafka, Redis and every service as separate processes; yields (api_url, redis_url, api pid)."""
+    from tracker.devstack.process import free_port
+    from tracker.devstack.services import SERVICES, ServiceProcess
+    from tracker.devstack.stack import LocalStack
+    from tracker.settings import Settings
+
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-offer-api-"))
+    with ExitStack() as stack:
+        local = stack.enter_context(LocalStack(settings=Settings(environment="development")))
+        settings = local.service_settings().model_copy(
+            update={
+                "collector_port": free_port(),
+                "api_port": free_port(),
+                "worker_web_port": free_port(),
+                "worker_app_id": f"bench-{uuid.uuid4().hex[:6]}",
+            }
+        )
+        api_pid = None
+        for name in SERVICES:
+            service = ServiceProcess(name, settings, log_dir)
+            service.start(timeout=120)
+            stack.callback(service.stop)
+            if name == "api":
+                api_pid = service.process.pid
+        yield f"http://{settings.api_host}:{settings.api_port}", local.redis_url, api_pid
+
+
+def machine() -> str:
+    cpus = os.cpu_count()
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    return f"{cpus} CPUs, {mem:.0f} GiB, Python {sys.version.split()[0]}, load average {load}"
+
+
+def fmt(result: dict[str, Any]) -> str:
+    return " | ".join(
+        f"{result.get(k, float('nan')):.2f}" for k in ("p50_ms", "p99_ms", "p99.9_ms", "max_ms")
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rates", default="500,1000,2000", help="comma-separated requests per second")
+    parser.add_argument("--duration", type=float, default=20, help="measured seconds per rate")
+    parser.add_argument("--warmup", type=float, default=3, help="unmeasured seconds before each run")
+    parser.add_argument("--visitors", type=int, default=10_000)
+    parser.add_argument("--saturation-connections", type=int, default=32)
+    parser.add_argument("--api-url", help="an offer API already running (then also --redis-url)")
+    parser.add_argument("--redis-url")
+    parser.add_argument("--api-pid", type=int, help="pid of that API, to report its CPU time per request")
+    parser.add_argument("--json", action="store_true", help="print the raw results as JSON too")
+    args = parser.parse_args()
+    rates = [float(rate) for rate in args.rates.split(",")]
+
+    from tracker.settings import Settings
+
+    with ExitStack() as stack:
+        if args.api_url:
+            if not args.redis_url:
+                parser.error("--api-url needs --redis-url (to store the benchmark's profiles)")
+            api_url, redis_url, api_pid = args.api_url.rstrip("/"), args.redis_url, args.api_pid
+        else:
+            print("starting Kafka, Redis, worker, collector and offer API ...", file=sys.stderr)
+            api_url, redis_url, api_pid = stack.enter_context(full_stack())
+        seed_profiles(redis_url, args.visitors, Settings())
+        common = {"duration": args.duration, "warmup": args.warmup, "visitors": args.visitors}
+        results: dict[str, Any] = {"machine": machine(), "redis_get": redis_baseline(redis_url), "runs": []}
+        before = scrape(api_url)
+        for rate in rates:
+            for kind in ("healthz", "offers"):
+                print(f"{kind} at {rate:.0f} req/s ...", file=sys.stderr)
+                results["runs"].append(run_loadgen(api_url, api_pid, kind=kind, rate=rate, **common))
+        print("saturation ...", file=sys.stderr)
+        saturation = run_loadgen(
+            api_url, api_pid, kind="offers", mode="closed", connections=args.saturation_connections, **common
+        )
+        results["saturation"] = saturation
+        after = scrape(api_url)
+        results["api_counters"] = {k: after[k] - before.get(k, 0) for k in after}
+
+    print(f"\nmachine at start: {results['machine']}; at end: {machine()}")
+    if results["redis_get"]:
+        r = results["redis_get"]
+        print(f"Redis GET round trip (redis-benchmark, 1 client): p50 {r.get('p50_latency_ms')} ms, "
+              f"p99 {r.get('p99_latency_ms')} ms, {r.get('rps')} req/s")  # fmt: skip
+    print("\n| rate (req/s) | endpoint | p50 ms | p99 ms | p99.9 ms | max ms | errors | API CPU/request |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for run in results["runs"]:
+        endpoint = "/healthz (baseline)" if run["kind"] == "healthz" else "/v1/offers"
+        cpu = run.get("api_cpu_us_per_request")
+        cpu_text = f"{cpu:.0f} µs" if cpu is not None else "n/a"
+        print(f"| {run['rate']:.0f} | {endpoint} | {fmt(run)} | {run['errors']} | {cpu_text} |")
+    s = results["saturation"]
+    print(
+        f"\nsaturation ({s['connections']} connections, closed loop): {s['throughput_rps']:.0f} req/s, "
+        f"p50 {s['p50_ms']:.2f} ms, p99 {s['p99_ms']:.2f} ms, errors {s['errors']}"
+    )
+    print("offer API counters during the run:", json.dumps(results["api_counters"], sort_keys=True))
+    if args.json:
+        print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "loadgen":
+        loadgen_main(sys.argv[2:])
+    else:
+        main()

@@ -1,0 +1,457 @@
+"""The next-best-offer decision: rules, then the click model, then epsilon-greedy exploration.
+
+:func:`decide` is the whole policy for one request:
+
+1. **Rules** (:mod:`tracker.models.eligibility`): the slot's offers that pass
+   targeting, dates, cart, page rules and frequency caps are the candidates;
+   the others are listed with the rule that excluded them.
+2. **Holdout** (:mod:`tracker.models.holdout`): a sticky ``holdout_percent``
+   of visitors get the slot's non-personalised default, flagged ``holdout``.
+   So does everyone when no model is available (``model_unavailable``).
+3. **Score**: each candidate's click probability from the model
+   (:mod:`tracker.models.features`, :mod:`tracker.models.learner`), times
+   ``1 + value_weight * value per click`` when conversion value counts. Margin
+   is a *bounded* tie-breaker: the score is multiplied by
+   ``1 + margin_weight * margin``, so margin can only overturn a difference in
+   expected value smaller than ``margin_weight`` (2 % by default); relevance
+   comes first. Exact ties go to the higher priority, then the smaller id.
+4. **Explore**: with probability epsilon a uniformly random candidate, else
+   the best one. Epsilon decays with the number of rewards the model has
+   learned from (:meth:`PolicyConfig.epsilon`), down to ``epsilon_min`` so that
+   the policy keeps noticing when tastes drift. The probability of the chosen
+   offer, ``epsilon / k + (1 - epsilon) * [chosen is best]``, is recorded as
+   its propensity: exact, so logged decisions support unbiased offline
+   evaluation (:mod:`tracker.models.offline`).
+
+Cold start: a model that has learned nothing still ranks by its priors
+(offers about categories the visitor likes, or the page is about, first;
+see :data:`tracker.models.learner.DEFAULT_PRIORS`); per-offer and
+per-segment x offer features then learn popularity and segment tastes within
+a few hundred rewards, and the interest features personalise as the profile
+fills.
+
+Reasons (machine-readable, in the response and the decision log):
+``holdout``, ``model_unavailable``, ``no_offer`` (nothing eligible),
+``explore``, and for a model choice the visitor fact that weighed most for
+it: ``interest:<category>``, ``page:<category>``, ``segment:<id>``,
+``context:<feature>`` (device, new/returning, page type, cart, depth), or
+``popular`` when nothing about the visitor did.
+
+>>> import random
+>>> from tracker.models.catalogue import parse_catalogue
+>>> from tracker.models.features import DecisionContext
+>>> from tracker.models.learner import ClickModel
+>>> catalogue = parse_catalogue({"offers": [
+...     {"id": "welcome", "slots": ["home-hero"], "title": "Welcome", "link": "/", "default": True},
+...     {"id": "run", "slots": ["home-hero"], "categories": ["shoes"], "title": "Run", "link": "/c/shoes"},
+...     {"id": "pan", "slots": ["home-hero"], "categories": ["kitchen"], "title": "Pan", "link": "/"},
+... ]})
+>>> ctx = DecisionContext(interests={"shoes": 12.0}, page_category="shoes")
+>>> decision = decide(catalogue, "home-hero", ctx, model=ClickModel(), rng=random.Random(3),
+...                   site_id="shop", visitor_id="visitor-0001")
+>>> decision.offer.id, decision.reason, round(decision.propensity, 4)
+('run', 'interest:shoes', 0.8667)
+>>> round(sum(c.probability for c in decision.candidates), 10)
+1.0
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from tracker.models.caps import ImpressionCounts
+from tracker.models.catalogue import Catalogue, Offer
+from tracker.models.eligibility import split_eligible
+from tracker.models.features import FEATURES_VERSION, DecisionContext, context_parts, offer_features
+from tracker.models.holdout import in_holdout
+from tracker.models.learner import ClickModel
+
+REASON_HOLDOUT = "holdout"
+REASON_MODEL_UNAVAILABLE = "model_unavailable"
+REASON_NO_OFFER = "no_offer"
+REASON_EXPLORE = "explore"
+REASON_POPULAR = "popular"
+
+DECISION_LOG_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    """How the policy trades learning for earning, and who is held out.
+
+    Parameters
+    ----------
+    epsilon_start, epsilon_min, epsilon_decay_updates
+        Exploration rate ``epsilon_min + (epsilon_start - epsilon_min) * d / (d + updates)``
+        with ``d = epsilon_decay_updates`` and ``updates`` the rewards the model learned from.
+    margin_weight
+        Largest relative score change margin can make (0.02: margin breaks near-ties only).
+    value_weight
+        Weight of the conversion value per click (per currency unit); 0 ranks by clicks alone.
+    holdout_percent, holdout_salt
+        Size of the sticky holdout group, and the salt that draws it.
+    """
+
+    epsilon_start: float = 0.2
+    epsilon_min: float = 0.05
+    epsilon_decay_updates: int = 5_000
+    margin_weight: float = 0.02
+    value_weight: float = 0.0
+    holdout_percent: float = 5.0
+    holdout_salt: str = "v1"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.epsilon_min <= self.epsilon_start <= 1.0:
+            raise ValueError(
+                f"need 0 <= epsilon_min ({self.epsilon_min}) <= epsilon_start ({self.epsilon_start}) <= 1"
+            )
+        if self.epsilon_decay_updates < 1:
+            raise ValueError(f"epsilon_decay_updates {self.epsilon_decay_updates} must be at least 1")
+        if not 0.0 <= self.margin_weight <= 0.5:
+            raise ValueError(f"margin_weight {self.margin_weight} must be within 0..0.5 (a tie-breaker)")
+        if self.value_weight < 0:
+            raise ValueError(f"value_weight {self.value_weight} must not be negative")
+        if not 0.0 <= self.holdout_percent <= 100.0:
+            raise ValueError(f"holdout_percent {self.holdout_percent} must be within 0..100")
+
+    def epsilon(self, updates: int) -> float:
+        """Exploration rate of a model that has learned from ``updates`` rewards.
+
+        >>> config = PolicyConfig(epsilon_start=0.2, epsilon_min=0.05, epsilon_decay_updates=5000)
+        >>> config.epsilon(0), config.epsilon(5000), round(config.epsilon(10**9), 4)
+        (0.2, 0.125, 0.05)
+        """
+        d = self.epsilon_decay_updates
+        return self.epsilon_min + (self.epsilon_start - self.epsilon_min) * d / (d + max(0, updates))
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One offer of the slot as the policy saw it (what the explain endpoint lists).
+
+    ``excluded`` is the rule that removed it (None for a candidate);
+    ``p_click`` the model's click probability and ``score`` what the greedy
+    choice maximised (None when no model scored it); ``probability`` the
+    chance the policy gave it (0 for an excluded offer; sums to 1 over
+    candidates); ``contributions`` the top features behind its score
+    (only with ``explain=True``).
+    """
+
+    offer_id: str
+    excluded: str | None
+    p_click: float | None
+    score: float | None
+    probability: float
+    contributions: tuple[tuple[str, float], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "offer_id": self.offer_id,
+            "excluded": self.excluded,
+            "p_click": self.p_click,
+            "score": self.score,
+            "probability": self.probability,
+            "contributions": [list(item) for item in self.contributions],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of :func:`decide`: what to show, with what probability, and why."""
+
+    slot: str
+    offer: Offer | None
+    propensity: float
+    reason: str
+    personalised: bool
+    holdout: bool
+    explored: bool
+    epsilon: float
+    model_version: str | None
+    context: DecisionContext
+    candidates: tuple[Candidate, ...] = ()
+    # Features of the chosen offer: what the trainer learns from when its reward arrives.
+    features: dict[str, float] = field(default_factory=dict)
+
+    def log_record(self) -> dict[str, Any]:
+        """The policy's part of the ``decisions`` record (the API adds ids, site, visitor, time)."""
+        return {
+            "log_version": DECISION_LOG_VERSION,
+            "slot": self.slot,
+            "offer_id": self.offer.id if self.offer else None,
+            "propensity": self.propensity,
+            "reason": self.reason,
+            "personalised": self.personalised,
+            "holdout": self.holdout,
+            "explored": self.explored,
+            "epsilon": self.epsilon,
+            "model_version": self.model_version,
+            "features_version": FEATURES_VERSION,
+            "features": self.features,
+            "context": self.context.to_dict(),
+            "eligible": [c.offer_id for c in self.candidates if c.excluded is None],
+        }
+
+    def explain(self) -> dict[str, Any]:
+        """Everything the explain endpoint shows: candidates with scores and exclusions, model version."""
+        return {
+            "slot": self.slot,
+            "offer_id": self.offer.id if self.offer else None,
+            "reason": self.reason,
+            "propensity": self.propensity,
+            "personalised": self.personalised,
+            "holdout": self.holdout,
+            "explored": self.explored,
+            "epsilon": self.epsilon,
+            "model_version": self.model_version,
+            "context": self.context.to_dict(),
+            "candidates": [c.to_dict() for c in self.candidates],
+        }
+
+
+def decide(
+    catalogue: Catalogue,
+    slot: str,
+    ctx: DecisionContext,
+    *,
+    model: ClickModel | None,
+    rng: random.Random,
+    site_id: str,
+    visitor_id: str,
+    config: PolicyConfig = PolicyConfig(),
+    now_ms: int | None = None,
+    counts: ImpressionCounts | None = None,
+    explain: bool = False,
+) -> Decision:
+    """Choose the offer for ``slot`` (see the module docstring for the steps).
+
+    Parameters
+    ----------
+    catalogue, slot
+        The offers, and the placement being filled.
+    ctx
+        What is known about the visitor and the page.
+    model
+        The current click model (a restored snapshot); None when unavailable.
+    rng
+        Source of exploration randomness (seeded in tests and simulations).
+    site_id, visitor_id
+        Who is asking: decides holdout membership.
+    config
+        Exploration, tie-breaking, value weighting and holdout settings.
+    now_ms
+        Current time (epoch ms) for date windows and caps; None ignores both.
+    counts
+        The visitor's impression counts for frequency caps; None ignores caps.
+    explain
+        Also compute each candidate's top feature contributions.
+    """
+    eligible, excluded = split_eligible(catalogue, slot, ctx, now_ms=now_ms, counts=counts)
+    excluded_candidates = tuple(
+        Candidate(offer.id, str(reason), None, None, 0.0) for offer, reason in excluded
+    )
+    holdout = config.holdout_percent > 0 and in_holdout(
+        site_id, visitor_id, percent=config.holdout_percent, salt=config.holdout_salt
+    )
+    model_version = model.version if model is not None else None
+    if not eligible:
+        return _empty_decision(slot, ctx, excluded_candidates, holdout=holdout, model_version=model_version)
+    if holdout or model is None:
+        reason = REASON_HOLDOUT if holdout else REASON_MODEL_UNAVAILABLE
+        return _default_decision(slot, eligible, excluded_candidates, ctx, reason, holdout, model_version)
+
+    epsilon = config.epsilon(model.exploration_age)
+    scored, best = score_offers(eligible, ctx, model, config)
+    probabilities = selection_probabilities(len(scored), best, epsilon)
+    explored = len(scored) > 1 and rng.random() < epsilon
+    index = rng.randrange(len(scored)) if explored else best
+    chosen = scored[index]
+    if explored:
+        reason, personalised = REASON_EXPLORE, False
+    else:
+        reason, personalised = _reason(model, chosen.features, chosen.offer, ctx), ctx.has_profile
+
+    order = sorted(range(len(scored)), key=lambda i: (-scored[i].score, scored[i].offer.id))
+    candidates = tuple(
+        Candidate(
+            scored[i].offer.id,
+            None,
+            scored[i].p_click,
+            scored[i].score,
+            probabilities[i],
+            tuple(model.contributions(scored[i].features)[:8]) if explain else (),
+        )
+        for i in order
+    )
+    return Decision(
+        slot=slot,
+        offer=chosen.offer,
+        propensity=probabilities[index],
+        reason=reason,
+        personalised=personalised,
+        holdout=False,
+        explored=explored,
+        epsilon=epsilon,
+        model_version=model_version,
+        context=ctx,
+        candidates=candidates + excluded_candidates,
+        features=chosen.features,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """One eligible offer with its features, click probability and ranking score."""
+
+    offer: Offer
+    features: dict[str, float]
+    p_click: float
+    score: float
+
+
+def score_offers(
+    offers: list[Offer], ctx: DecisionContext, model: ClickModel, config: PolicyConfig
+) -> tuple[list[Scored], int]:
+    """Score each offer for this context; also return the index of the greedy (best) one."""
+    parts = context_parts(ctx)
+    scored: list[Scored] = []
+    best = -1
+    for offer in offers:
+        x = offer_features(parts, offer)
+        p_click = value = model.predict_one(x)
+        if config.value_weight:
+            value *= 1.0 + config.value_weight * model.value_per_click(offer.id)
+        score = value * (1.0 + config.margin_weight * offer.margin)
+        scored.append(Scored(offer, x, p_click, score))
+        if best < 0 or _beats(offer, score, scored[best].offer, scored[best].score):
+            best = len(scored) - 1
+    return scored, best
+
+
+def selection_probabilities(k: int, best: int, epsilon: float) -> list[float]:
+    """Epsilon-greedy probability of each of ``k`` candidates (``best`` is the greedy one).
+
+    >>> selection_probabilities(4, 2, 0.2)
+    [0.05, 0.05, 0.8500000000000001, 0.05]
+    """
+    if k == 1:
+        return [1.0]
+    return [epsilon / k + ((1.0 - epsilon) if i == best else 0.0) for i in range(k)]
+
+
+def action_probabilities(
+    catalogue: Catalogue,
+    offer_ids: list[str] | tuple[str, ...],
+    ctx: DecisionContext,
+    model: ClickModel,
+    config: PolicyConfig,
+) -> dict[str, float]:
+    """The policy's probability of each of these (eligible) offers for ``ctx``, holdout aside.
+
+    What the offline evaluator needs to score this policy on logged decisions
+    whose eligible offers are ``offer_ids``.
+    """
+    offers = [offer for offer in (catalogue.get(i) for i in offer_ids) if offer is not None]
+    if not offers:
+        return {}
+    scored, best = score_offers(offers, ctx, model, config)
+    probabilities = selection_probabilities(len(scored), best, config.epsilon(model.exploration_age))
+    return {item.offer.id: p for item, p in zip(scored, probabilities, strict=True)}
+
+
+def fallback_decision(
+    catalogue: Catalogue, slot: str, ctx: DecisionContext, *, reason: str, now_ms: int | None = None
+) -> Decision:
+    """The slot's default when the visitor's data cannot be read (Redis down): rules without caps."""
+    eligible, excluded = split_eligible(catalogue, slot, ctx, now_ms=now_ms, counts=None)
+    excluded_candidates = tuple(Candidate(o.id, str(r), None, None, 0.0) for o, r in excluded)
+    if not eligible:
+        return _empty_decision(slot, ctx, excluded_candidates, holdout=False, model_version=None)
+    return _default_decision(slot, eligible, excluded_candidates, ctx, reason, False, None)
+
+
+def _empty_decision(
+    slot: str,
+    ctx: DecisionContext,
+    excluded: tuple[Candidate, ...],
+    *,
+    holdout: bool,
+    model_version: str | None,
+) -> Decision:
+    return Decision(
+        slot=slot,
+        offer=None,
+        propensity=0.0,
+        reason=REASON_NO_OFFER,
+        personalised=False,
+        holdout=holdout,
+        explored=False,
+        epsilon=0.0,
+        model_version=model_version,
+        context=ctx,
+        candidates=excluded,
+    )
+
+
+def _default_decision(
+    slot: str,
+    eligible: list[Offer],
+    excluded: tuple[Candidate, ...],
+    ctx: DecisionContext,
+    reason: str,
+    holdout: bool,
+    model_version: str | None,
+) -> Decision:
+    defaults = [offer for offer in eligible if offer.default] or eligible
+    chosen = min(defaults, key=lambda offer: (-offer.priority, -offer.margin, offer.id))
+    candidates = tuple(
+        Candidate(offer.id, None, None, None, 1.0 if offer is chosen else 0.0) for offer in eligible
+    )
+    return Decision(
+        slot=slot,
+        offer=chosen,
+        propensity=1.0,
+        reason=reason,
+        personalised=False,
+        holdout=holdout,
+        explored=False,
+        epsilon=0.0,
+        model_version=model_version,
+        context=ctx,
+        candidates=candidates + excluded,
+    )
+
+
+def _beats(offer: Offer, score: float, other: Offer, other_score: float) -> bool:
+    """Whether ``offer`` ranks above ``other``: score, then priority, then the smaller id."""
+    if score != other_score:
+        return score > other_score
+    if offer.priority != other.priority:
+        return offer.priority > other.priority
+    return offer.id < other.id
+
+
+def _reason(model: ClickModel, x: dict[str, float], offer: Offer, ctx: DecisionContext) -> str:
+    """The visitor fact that pushed the chosen offer's score up the most."""
+    for name, contribution in model.contributions(x):
+        if contribution <= 0:
+            break
+        if name == offer.id:
+            continue  # the offer's own popularity: not about this visitor
+        if name == "match":
+            levels = ctx.interests
+            return "interest:" + max(offer.categories, key=lambda c: (levels.get(c, 0.0), c))
+        if name == "match_page":
+            return f"page:{ctx.page_category}"
+        suffix = name.split("|", 1)[1]
+        kind, _, value = suffix.partition("=")
+        if kind in ("int", "top"):
+            return f"interest:{value}"
+        if kind == "pcat":
+            return f"page:{value}"
+        if kind == "seg":
+            return f"segment:{value}"
+        return f"context:{suffix}"
+    return REASON_POPULAR

@@ -1,0 +1,57 @@
+"""``GET /v1/offers`` in pure ASGI, ahead of FastAPI's routing, dependencies and exception layers.
+
+Measured on the benchmark machine (docs/BENCHMARKS.md), FastAPI's layers cost
+more CPU per request than the offer decision itself (Redis round trip and
+ranking included). This middleware answers exactly one path and method with
+the same parameter types, the same :func:`~tracker.serve.offers.answer` and
+the same 422 body as the FastAPI route in :mod:`tracker.serve.offers`, which
+stays the reference implementation and the OpenAPI description
+(``tests/test_serve_fastpath.py`` checks that both answer alike). Everything
+else passes through untouched.
+
+It sits inside the metrics and CORS middlewares, so offer answers are still
+timed, counted under ``handler="/v1/offers"`` and get their CORS headers.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tracker.serve.offers import NO_STORE, OFFERS_PATH, answer, parse_offer_query
+from tracker.serve.responses import validation_error_body
+
+
+class _RouteLabel:
+    """Stands in for the Starlette route in ``scope["route"]``: what the metrics label reads."""
+
+    path = OFFERS_PATH
+
+
+_ROUTE = _RouteLabel()
+_JSON = (b"content-type", b"application/json")
+_CACHE = tuple((name.lower().encode(), value.encode()) for name, value in NO_STORE.items())
+
+
+class OfferFastPath:
+    """Answers ``GET /v1/offers``; hands every other request to the wrapped app."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != OFFERS_PATH or scope["method"] != "GET":
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = _ROUTE
+        params, errors = parse_offer_query(scope["query_string"])
+        if params is None:
+            await _send(send, 422, validation_error_body(errors), ())
+            return
+        body = await answer(scope["app"].state, *params)
+        await _send(send, 200, body, _CACHE)
+
+
+async def _send(send: Send, status: int, body: bytes, extra: tuple[tuple[bytes, bytes], ...]) -> None:
+    headers = [_JSON, (b"content-length", str(len(body)).encode()), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

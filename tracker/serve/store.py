@@ -1,0 +1,160 @@
+"""Everything the offer API needs about one visitor, in one Redis round trip.
+
+One small Lua script reads the visitor's profile (``trk:v1:profile:{site:visitor}``)
+and their serving state (``trk:v1:serving:{site:visitor}``, a hash for frequency-cap
+counters and the holdout assignment, #6) in a single ``EVALSHA``. Both keys
+share the hash tag ``{site:visitor}``, so on Redis Cluster the script touches
+one slot. Adding what #6 needs (caps, holdout) means adding fields to that
+hash, not round trips.
+
+Every read is bounded by ``TRACKER_REDIS_TIMEOUT_SECONDS`` and goes through a
+:class:`~tracker.serve.breaker.CircuitBreaker`: once Redis has failed
+``TRACKER_REDIS_BREAKER_FAILURES`` times in a row, reads are skipped (the
+caller serves the default at once) until a probe succeeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from tracker import keys
+from tracker.serve.breaker import CircuitBreaker
+from tracker.serve.metrics import OfferMetrics
+from tracker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# KEYS[1]: profile (string), KEYS[2]: serving state (hash). A missing profile comes back as nil.
+READ_VISITOR_LUA = """
+return {redis.call('GET', KEYS[1]), redis.call('HGETALL', KEYS[2])}
+"""
+
+# Connections one API process may hold. Requests beyond wait for a free one (within the budget):
+# a stalled Redis must not turn into a storm of new connections.
+MAX_CONNECTIONS = 64
+
+REASON_REDIS_UNAVAILABLE = "redis_unavailable"
+REASON_CIRCUIT_OPEN = "circuit_open"
+REASON_STATE_UNREADABLE = "profile_unreadable"
+
+
+@dataclass(frozen=True, slots=True)
+class VisitorState:
+    """What Redis holds for one visitor: the raw profile JSON (None if never seen) and the
+    serving-state hash (field -> value; empty until #6 writes caps and holdout)."""
+
+    profile: bytes | None
+    serving: dict[str, str] = field(default_factory=dict)
+
+
+class StoreUnavailable(Exception):
+    """The visitor could not be read; ``reason`` is what the response reports."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class VisitorStore:
+    """Reads visitors from Redis within a time budget, behind a circuit breaker."""
+
+    def __init__(
+        self, redis: Redis, breaker: CircuitBreaker, metrics: OfferMetrics, *, timeout_seconds: float
+    ) -> None:
+        self.redis = redis
+        self.breaker = breaker
+        self.timeout_seconds = timeout_seconds
+        self._metrics = metrics
+        self._read_script = redis.register_script(READ_VISITOR_LUA)
+
+    async def read(self, site_id: str, visitor_id: str) -> VisitorState:
+        """The visitor's state; raises :class:`StoreUnavailable` when Redis cannot answer in time."""
+        if not self.breaker.allow():
+            self._metrics.redis_errors.labels(kind="circuit_open").inc()
+            raise StoreUnavailable(REASON_CIRCUIT_OPEN)
+        started = time.perf_counter()
+        try:
+            # Socket timeouts bound each read; this bounds connect + send + read together.
+            async with asyncio.timeout(self.timeout_seconds):
+                reply = await self._read_script(
+                    keys=[keys.profile(site_id, visitor_id), keys.serving_state(site_id, visitor_id)]
+                )
+        except ResponseError as exc:
+            # Redis answered (e.g. WRONGTYPE for one visitor's key): not an outage, no breaker trip.
+            self.breaker.success()
+            log.warning("unreadable visitor state for site %s: %s", site_id, exc)
+            raise StoreUnavailable(REASON_STATE_UNREADABLE) from exc
+        except (TimeoutError, RedisTimeoutError) as exc:
+            self._failed("timeout", exc)
+            raise StoreUnavailable(REASON_REDIS_UNAVAILABLE) from exc
+        except (RedisConnectionError, OSError) as exc:
+            self._failed("connection", exc)
+            raise StoreUnavailable(REASON_REDIS_UNAVAILABLE) from exc
+        except RedisError as exc:
+            self._failed("error", exc)
+            raise StoreUnavailable(REASON_REDIS_UNAVAILABLE) from exc
+        finally:
+            self._metrics.redis_duration.observe(time.perf_counter() - started)
+        self.breaker.success()
+        profile, flat = reply
+        serving = {
+            flat[i].decode("utf-8", "replace"): flat[i + 1].decode("utf-8", "replace")
+            for i in range(0, len(flat) - 1, 2)
+        }
+        return VisitorState(profile=profile, serving=serving)
+
+    async def ping(self) -> str:
+        """``ok`` or ``unavailable: <why>`` (for readiness; does not count towards the breaker)."""
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                await self.redis.ping()
+        except (RedisError, OSError, TimeoutError) as exc:
+            return f"unavailable: {type(exc).__name__}"
+        return "ok"
+
+    def _failed(self, kind: str, exc: BaseException) -> None:
+        log.debug("visitor read failed: %r", exc)
+        self._metrics.redis_errors.labels(kind=kind).inc()
+        self.breaker.failure()
+
+
+def redis_client(settings: Settings) -> Redis:
+    """The offer API's Redis client: every call bounded by ``TRACKER_REDIS_TIMEOUT_SECONDS``.
+
+    No retries: one attempt must fit in the request's budget, the next request tries
+    again. A bounded pool: a request waits (within the budget) for a free connection
+    rather than opening one more. New connections skip ``CLIENT SETINFO`` (a round trip,
+    and a package-metadata lookup in redis-py): a read that times out must drop its
+    connection, so under stress connections are made often and must be cheap.
+    """
+    timeout = settings.redis_timeout_seconds
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=timeout,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        **_without_client_setinfo(),
+    )
+    return Redis.from_pool(pool)
+
+
+def _without_client_setinfo() -> dict[str, Any]:
+    # redis-py 7+ takes driver_info=None; older versions lib_name/lib_version=None.
+    if "driver_info" in inspect.signature(AbstractConnection.__init__).parameters:
+        return {"driver_info": None}
+    return {"lib_name": None, "lib_version": None}

@@ -1,0 +1,181 @@
+"""Simulated shoppers for the learning simulator: they browse, build real profiles, and ask for offers.
+
+Each visit is one to three browsing events in the wire format of
+:mod:`tracker.schema`, validated by :func:`~tracker.schema.parse_event` and
+folded into a real :class:`~tracker.models.profile.Profile` by
+:func:`~tracker.models.profile.apply_event`, exactly as the stream worker
+does; then the page asks for an offer with the
+:class:`~tracker.models.features.DecisionContext` the offer API would build.
+
+The segment a shopper falls in is their type's, once their profile holds
+``SEGMENT_AFTER_EVENTS`` events (clustering needs data), except for a
+``MISSEGMENTED`` share of shoppers who land in a wrong one: segments are
+useful, not perfect.
+
+>>> import random
+>>> from tracker.models.catalogue import load_catalogue
+>>> from tracker.settings import Settings
+>>> from tracker.sim.ground_truth import GroundTruth
+>>> truth = GroundTruth(load_catalogue(Settings().catalogue_path), "home-hero", seed=1)
+>>> crowd = Crowd(truth, random.Random(4))
+>>> shopper, ctx = crowd.next_visit(1_763_900_000_000)
+>>> shopper.vtype.name, ctx.page_type, ctx.is_returning
+('electronics-lover', 'product', False)
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass, field
+
+from tracker.models.features import DecisionContext
+from tracker.models.profile import Profile, apply_event
+from tracker.schema import parse_event
+from tracker.sim.ground_truth import GroundTruth, VisitorType
+
+SITE_ID = "demo"
+SEGMENT_AFTER_EVENTS = 4
+MISSEGMENTED = 0.1
+SESSION_GAP_MS = 30 * 60 * 1000
+HALF_LIFE_SECONDS = 3 * 24 * 3600.0
+PRODUCTS_PER_CATEGORY = 12
+
+
+@dataclass(slots=True)
+class Shopper:
+    """One simulated visitor, with the profile the stream worker would hold for them."""
+
+    visitor_id: str
+    vtype: VisitorType
+    device: str
+    segment: int
+    profile: Profile
+    session_id: str = ""
+    last_at: int = 0
+    sessions: int = 0
+    session_views: int = 0
+    cart_value: float = 0.0
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class Crowd:
+    """Where visits come from: new shoppers arrive, known ones come back.
+
+    Parameters
+    ----------
+    truth
+        The visitor types to draw shoppers from.
+    rng
+        The only source of randomness (browsing, arrivals, devices).
+    new_share
+        Probability that a visit is a new shopper's first.
+    max_shoppers
+        Known shoppers kept (the oldest stop coming back beyond it).
+    """
+
+    def __init__(
+        self, truth: GroundTruth, rng: random.Random, *, new_share: float = 0.3, max_shoppers: int = 3000
+    ) -> None:
+        self.truth = truth
+        self.rng = rng
+        self.new_share = new_share
+        self.max_shoppers = max_shoppers
+        self.shoppers: list[Shopper] = []
+        self._categories = sorted({t.favourite for t in truth.types})
+
+    def next_visit(self, now_ms: int) -> tuple[Shopper, DecisionContext]:
+        """A shopper browses a little at ``now_ms``; return them and the context of their page."""
+        rng = self.rng
+        if not self.shoppers or rng.random() < self.new_share:
+            shopper = self._new_shopper()
+        else:
+            shopper = rng.choice(self.shoppers)
+        if shopper.last_at == 0 or now_ms - shopper.last_at > SESSION_GAP_MS:
+            shopper.sessions += 1
+            shopper.session_id = f"s{rng.getrandbits(64):016x}"
+            shopper.session_views = 0
+            shopper.cart_value = 0.0
+        shopper.last_at = now_ms
+
+        page_type, category, path = "home", None, "/"
+        for _ in range(rng.randint(1, 3)):
+            page_type, category, path = self._browse(shopper, now_ms)
+        events = shopper.profile.events_seen
+        return shopper, DecisionContext(
+            interests=shopper.profile.interests_at(now_ms, half_life_seconds=HALF_LIFE_SECONDS),
+            segment=shopper.segment if events >= SEGMENT_AFTER_EVENTS else None,
+            is_returning=shopper.sessions > 1,
+            device=shopper.device,
+            page_type=page_type,
+            page_path=path,
+            page_category=category,
+            cart_value=shopper.cart_value,
+            session_page_views=shopper.session_views,
+            session_id=shopper.session_id,
+        )
+
+    def _new_shopper(self) -> Shopper:
+        rng = self.rng
+        vtype = rng.choice(self.truth.types)
+        visitor_id = f"sim-{rng.getrandbits(64):016x}"
+        segment = vtype.segment
+        if rng.random() < MISSEGMENTED:
+            segment = rng.choice([t.segment for t in self.truth.types if t.segment != vtype.segment])
+        device = "mobile" if rng.random() < vtype.mobile_share else "desktop"
+        shopper = Shopper(visitor_id, vtype, device, segment, Profile.new(SITE_ID, visitor_id))
+        self.shoppers.append(shopper)
+        if len(self.shoppers) > self.max_shoppers:
+            del self.shoppers[0]
+        return shopper
+
+    def _browse(self, shopper: Shopper, now_ms: int) -> tuple[str, str, str]:
+        rng = self.rng
+        roll = rng.random()
+        if roll < 0.7:
+            category = shopper.vtype.favourite
+        elif roll < 0.9:
+            category = shopper.vtype.second
+        else:
+            category = rng.choice(self._categories)
+        base = {
+            "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "ts": now_ms,
+            "site_id": SITE_ID,
+            "visitor_id": shopper.visitor_id,
+            "session_id": shopper.session_id,
+        }
+        if rng.random() < 0.3:
+            path = f"/c/{category}"
+            raw = base | {"type": "page_view", "url": f"https://demo.shop{path}", "category": category}
+            page_type = "category"
+        else:
+            product = f"{category}-{rng.randrange(PRODUCTS_PER_CATEGORY):02d}"
+            path = f"/p/{product}"
+            price = round(rng.uniform(5, 250), 2)
+            if rng.random() < 0.1:
+                raw = base | {
+                    "type": "add_to_cart",
+                    "product_id": product,
+                    "category": category,
+                    "price": price,
+                }
+                shopper.cart_value = round(shopper.cart_value + price, 2)
+            else:
+                raw = base | {
+                    "type": "product_view",
+                    "product_id": product,
+                    "category": category,
+                    "price": price,
+                }
+            raw["url"] = f"https://demo.shop{path}"
+            page_type = "product"
+        apply_event(
+            shopper.profile,
+            parse_event(raw),
+            received_at=now_ms,
+            half_life_seconds=HALF_LIFE_SECONDS,
+            dedupe_window=8,
+        )
+        shopper.session_views += 1
+        return page_type, category, path
