@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from tracker.models.catalogue import Offer
 
@@ -60,6 +60,24 @@ CART_BUCKETS = (0.0, 50.0, 150.0)
 # Upper bounds of the session page-view buckets.
 DEPTH_BUCKETS = (1, 3, 7)
 _UNCATEGORISED = ["-"]
+# A session with no event for this long is over (the snippet's and the stream worker's rule).
+SESSION_GAP_MS = 30 * 60 * 1000
+
+
+class SessionLike(Protocol):
+    id: str
+    last: int
+    page_views: int
+
+
+class ProfileLike(Protocol):
+    """What :func:`context_from_profile` reads (``tracker.models.profile.Profile`` has it)."""
+
+    segment: int | None
+    sessions: int
+    session: SessionLike | None
+
+    def interests_at(self, now_ms: int, *, half_life_seconds: float) -> dict[str, float]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +133,45 @@ class DecisionContext:
             session_page_views=int(data.get("session_page_views") or 0),
             session_id=data.get("session_id"),
         )
+
+
+def context_from_profile(
+    profile: ProfileLike | None,
+    *,
+    now_ms: int,
+    half_life_seconds: float,
+    device: str | None = None,
+    page_type: str | None = None,
+    page_path: str | None = None,
+    page_category: str | None = None,
+    cart_value: float = 0.0,
+) -> DecisionContext:
+    """The context the offer API decides with: the stored profile plus what the request says.
+
+    ``profile`` None is a visitor never seen (the empty context). A visitor is
+    returning when they started a session before the current one; the
+    current session is the profile's last one if it had an event in the last
+    30 minutes (else the request starts a new one, not yet in the profile).
+    """
+    if profile is None:
+        return DecisionContext(
+            device=device, page_type=page_type, page_path=page_path, page_category=page_category,
+            cart_value=cart_value,
+        )  # fmt: skip
+    session = profile.session
+    ongoing = session is not None and now_ms - session.last <= SESSION_GAP_MS
+    return DecisionContext(
+        interests=profile.interests_at(now_ms, half_life_seconds=half_life_seconds),
+        segment=profile.segment,
+        is_returning=profile.sessions > 1 or (profile.sessions >= 1 and not ongoing),
+        device=device,
+        page_type=page_type,
+        page_path=page_path,
+        page_category=page_category,
+        cart_value=cart_value,
+        session_page_views=session.page_views if ongoing and session is not None else 0,
+        session_id=session.id if ongoing and session is not None else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)

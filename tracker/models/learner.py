@@ -114,6 +114,7 @@ class ClickModel:
         self._values: dict[str, list[float]] = {}
         # Update count at which exploration (re)started: the policy's epsilon decays from there.
         self._explore_from = 0
+        self._restarts = 0
         self._overall_value: float | None = None
         self._version: str | None = None
 
@@ -196,6 +197,11 @@ class ClickModel:
         return p
 
     @property
+    def restarts(self) -> int:
+        """How many times exploration was restarted (drift); the policy explores harder after one."""
+        return self._restarts
+
+    @property
     def exploration_age(self) -> int:
         """Updates since exploration (re)started: what the policy's epsilon decays with."""
         return self._updates - self._explore_from
@@ -207,6 +213,7 @@ class ClickModel:
         less against the evidence to come.
         """
         self._explore_from = self._updates
+        self._restarts += 1
         if shrink != 1.0:
             weights = self._lr._weights.to_dict()
             self._lr._weights = utils.VectorDict({name: w * shrink for name, w in weights.items()})
@@ -260,6 +267,7 @@ class ClickModel:
             model._lr.clip_gradient = float(learner["clip_gradient"])
             model._lr.optimizer.n_iterations = int(state["n_iterations"])
             model._explore_from = int(state["explore_from"])
+            model._restarts = int(state["restarts"])
             model._updates = int(data["updates"])
             model._clicks = int(data["clicks"])
             model._values = {str(k): [float(c), float(v)] for k, (c, v) in data["values"].items()}
@@ -295,6 +303,7 @@ class ClickModel:
             "n_iterations": self._lr.optimizer.n_iterations,
             "weights": self._lr._weights.to_dict(),
             "explore_from": self._explore_from,
+            "restarts": self._restarts,
         }
 
     def _values_data(self) -> dict[str, list[float]]:

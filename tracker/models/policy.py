@@ -50,7 +50,7 @@ it: ``interest:<category>``, ``page:<category>``, ``segment:<id>``,
 >>> decision = decide(catalogue, "home-hero", ctx, model=ClickModel(), rng=random.Random(3),
 ...                   site_id="shop", visitor_id="visitor-0001")
 >>> decision.offer.id, decision.reason, round(decision.propensity, 4)
-('run', 'interest:shoes', 0.8667)
+('run', 'interest:shoes', 0.9333)
 >>> round(sum(c.probability for c in decision.candidates), 10)
 1.0
 """
@@ -84,8 +84,14 @@ class PolicyConfig:
     Parameters
     ----------
     epsilon_start, epsilon_min, epsilon_decay_updates
-        Exploration rate ``epsilon_min + (epsilon_start - epsilon_min) * d / (d + updates)``
-        with ``d = epsilon_decay_updates`` and ``updates`` the rewards the model learned from.
+        Exploration rate ``epsilon_min + (epsilon_start - epsilon_min) * d / (d + age)``
+        with ``d = epsilon_decay_updates`` and ``age`` the rewards the model learned from
+        (since its last exploration restart).
+    epsilon_restart, restart_decay_updates
+        The same schedule's start and ``d`` after the trainer restarted exploration because
+        the click rate collapsed (drift): then what the model knows is wrong, not just
+        incomplete, so it explores harder and longer than a new model, whose priors are
+        at least sensible.
     margin_weight
         Largest relative score change margin can make (0.02: margin breaks near-ties only).
     value_weight
@@ -94,21 +100,25 @@ class PolicyConfig:
         Size of the sticky holdout group, and the salt that draws it.
     """
 
-    epsilon_start: float = 0.2
-    epsilon_min: float = 0.05
-    epsilon_decay_updates: int = 5_000
+    epsilon_start: float = 0.1
+    epsilon_min: float = 0.02
+    epsilon_decay_updates: int = 2_000
+    epsilon_restart: float = 0.2
+    restart_decay_updates: int = 4_000
     margin_weight: float = 0.02
     value_weight: float = 0.0
     holdout_percent: float = 5.0
     holdout_salt: str = "v1"
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.epsilon_min <= self.epsilon_start <= 1.0:
-            raise ValueError(
-                f"need 0 <= epsilon_min ({self.epsilon_min}) <= epsilon_start ({self.epsilon_start}) <= 1"
-            )
-        if self.epsilon_decay_updates < 1:
-            raise ValueError(f"epsilon_decay_updates {self.epsilon_decay_updates} must be at least 1")
+        for name in ("epsilon_start", "epsilon_restart"):
+            if not 0.0 <= self.epsilon_min <= getattr(self, name) <= 1.0:
+                raise ValueError(
+                    f"need 0 <= epsilon_min ({self.epsilon_min}) <= {name} ({getattr(self, name)}) <= 1"
+                )
+        for name in ("epsilon_decay_updates", "restart_decay_updates"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} {getattr(self, name)} must be at least 1")
         if not 0.0 <= self.margin_weight <= 0.5:
             raise ValueError(f"margin_weight {self.margin_weight} must be within 0..0.5 (a tie-breaker)")
         if self.value_weight < 0:
@@ -116,15 +126,21 @@ class PolicyConfig:
         if not 0.0 <= self.holdout_percent <= 100.0:
             raise ValueError(f"holdout_percent {self.holdout_percent} must be within 0..100")
 
-    def epsilon(self, updates: int) -> float:
-        """Exploration rate of a model that has learned from ``updates`` rewards.
+    def epsilon(self, age: int, *, restarted: bool = False) -> float:
+        """Exploration rate of a model ``age`` rewards after it started (or restarted) exploring.
 
-        >>> config = PolicyConfig(epsilon_start=0.2, epsilon_min=0.05, epsilon_decay_updates=5000)
-        >>> config.epsilon(0), config.epsilon(5000), round(config.epsilon(10**9), 4)
-        (0.2, 0.125, 0.05)
+        >>> config = PolicyConfig(epsilon_start=0.1, epsilon_min=0.02, epsilon_decay_updates=2000)
+        >>> config.epsilon(0), config.epsilon(2000), round(config.epsilon(10**9), 4)
+        (0.1, 0.06, 0.02)
+        >>> config.epsilon(0, restarted=True)
+        0.2
         """
-        d = self.epsilon_decay_updates
-        return self.epsilon_min + (self.epsilon_start - self.epsilon_min) * d / (d + max(0, updates))
+        start, d = (
+            (self.epsilon_restart, self.restart_decay_updates)
+            if restarted
+            else (self.epsilon_start, self.epsilon_decay_updates)
+        )
+        return self.epsilon_min + (start - self.epsilon_min) * d / (d + max(0, age))
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +278,7 @@ def decide(
         reason = REASON_HOLDOUT if holdout else REASON_MODEL_UNAVAILABLE
         return _default_decision(slot, eligible, excluded_candidates, ctx, reason, holdout, model_version)
 
-    epsilon = config.epsilon(model.exploration_age)
+    epsilon = config.epsilon(model.exploration_age, restarted=model.restarts > 0)
     scored, best = score_offers(eligible, ctx, model, config)
     probabilities = selection_probabilities(len(scored), best, epsilon)
     explored = len(scored) > 1 and rng.random() < epsilon
@@ -357,7 +373,9 @@ def action_probabilities(
     if not offers:
         return {}
     scored, best = score_offers(offers, ctx, model, config)
-    probabilities = selection_probabilities(len(scored), best, config.epsilon(model.exploration_age))
+    probabilities = selection_probabilities(
+        len(scored), best, config.epsilon(model.exploration_age, restarted=model.restarts > 0)
+    )
     return {item.offer.id: p for item, p in zip(scored, probabilities, strict=True)}
 
 

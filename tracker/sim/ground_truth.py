@@ -9,12 +9,11 @@ its ``favourite`` category mostly and its ``second`` sometimes, and clicks
 
 - offers about its favourite category often (``HIGH``), about its second
   category less (``MID``), other offers rarely (``LOW``);
-- one *cross-sell* offer about an unrelated category: for every other type
-  very often (``CROSS``, above ``HIGH``), for the others at ``MID``. Nothing
-  in the offer's categories gives it away: a rule that matches interests to
-  categories misses it, a learner that crosses interests and segments with
-  offers finds it. This is why the oracle beats rule-based ranking, and what
-  the learner has to discover;
+- one *cross-sell* offer about an unrelated category very often (``CROSS``,
+  above ``HIGH``). Nothing in the offer's categories gives it away: a rule
+  that matches interests to categories misses it, a learner that crosses
+  interests and segments with offers finds it. This is why the oracle beats
+  rule-based ranking, and what the learner has to discover;
 - default offers at a base rate, higher for new visitors (a welcome offer
   speaks to them).
 
@@ -22,9 +21,9 @@ Mobile visitors click everything ``MOBILE_FACTOR`` as often.
 
 **Drift**: from impression ``drift_at`` on, every type's tastes change: its
 old cross-sell falls to ``LOW``, its favourite-category offers fall to
-``MID``, and another unrelated offer becomes its strong cross-sell (``CROSS``). Browsing (and so the profile) does not change, so
-what the learner knew about "visitors who browse shoes" is now wrong and has
-to be relearned.
+``MID``, and another unrelated offer becomes its cross-sell (``CROSS``).
+Browsing (and so the profile) does not change, so what the learner knew
+about "visitors who browse shoes" is now wrong and has to be relearned.
 
 >>> from tracker.models.catalogue import load_catalogue
 >>> from tracker.settings import Settings
@@ -93,8 +92,7 @@ class GroundTruth:
                     mobile_share=round(rng.uniform(0.3, 0.7), 2),
                 )
             )
-        # Every other type has a strong cross-sell: for them the obvious offer is not the best one.
-        self._tables = {t.name: self._tables_for(t, rng, strong=True) for t in self.types}
+        self._tables = {t.name: self._tables_for(t, rng) for t in self.types}
 
     def p_click(
         self, vtype: VisitorType, offer_id: str, *, device: str | None, returning: bool, impressions: int
@@ -113,7 +111,7 @@ class GroundTruth:
         return max(table, key=lambda offer_id: table[offer_id])
 
     def _tables_for(
-        self, vtype: VisitorType, rng: random.Random, *, strong: bool
+        self, vtype: VisitorType, rng: random.Random
     ) -> tuple[dict[str, float], dict[str, float]]:
         before: dict[str, float] = {}
         unrelated: list[str] = []
@@ -128,7 +126,7 @@ class GroundTruth:
                 before[offer.id] = rng.uniform(*LOW)
                 unrelated.append(offer.id)
         cross = rng.choice(unrelated)
-        before[cross] = rng.uniform(*(CROSS if strong else MID))
+        before[cross] = rng.uniform(*CROSS)
 
         after = dict(before)
         for offer in self.offers:

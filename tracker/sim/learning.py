@@ -1,7 +1,7 @@
 """Proof that the policy learns: an in-process simulation against a hidden ground truth.
 
 Every step, one simulated shopper (:mod:`tracker.sim.shoppers`) browses and
-asks for an offer in one slot. The *same* visit is shown to four policies,
+asks for an offer in one slot. The *same* visit is shown to five policies,
 each with its own frequency caps, randomness and clicks:
 
 - ``ours``: the real thing. :func:`tracker.models.policy.decide` on a model
@@ -13,6 +13,9 @@ each with its own frequency caps, randomness and clicks:
 - ``random``: a uniformly random eligible offer;
 - ``popular``: the offer with the best click rate so far, for everyone
   (epsilon-greedy, learning with the same delay);
+- ``rules``: the rule-based ranking that served before the learner
+  (:func:`tracker.models.ranking.choose_offer`: the offer about the
+  categories the visitor is most interested in);
 - ``oracle``: the eligible offer with the highest true click probability.
 
 Clicks are drawn from the hidden truth (:mod:`tracker.sim.ground_truth`).
@@ -43,13 +46,14 @@ from tracker.models.eligibility import split_eligible
 from tracker.models.features import DecisionContext
 from tracker.models.learner import ClickModel, decode_snapshot, encode_snapshot
 from tracker.models.policy import PolicyConfig, decide
+from tracker.models.ranking import choose_offer
 from tracker.models.rewards import AttributionConfig, Feedback, VisitorRewards
 from tracker.models.trainer import Trainer
 from tracker.sim.ground_truth import GroundTruth
 from tracker.sim.shoppers import SITE_ID, Crowd, Shopper
 
 START_MS = 1_763_900_000_000
-POLICIES = ("ours", "random", "popular", "oracle")
+POLICIES = ("ours", "random", "popular", "rules", "oracle")
 
 
 @dataclass(frozen=True)
@@ -148,11 +152,11 @@ class _Ours:
         shopper.extra["decision_id"] = decision_id
         return decision.offer, decision.holdout
 
-    def shown(self, shopper: Shopper, offer: Offer, clicked: bool, now_ms: int) -> None:
+    def shown(self, shopper: Shopper, ctx: DecisionContext, offer: Offer, clicked: bool, now_ms: int) -> None:
         decision_id = str(shopper.extra["decision_id"])
         join = self.joins[shopper.visitor_id]
         self.counts[shopper.visitor_id].record(
-            offer.id, at_ms=now_ms, session_id=shopper.session_id, decision_id=decision_id
+            offer.id, at_ms=now_ms, session_id=ctx.session_id, decision_id=decision_id
         )
         join.on_event(Feedback("impression", f"i-{decision_id}", now_ms + 300, decision_id, offer.id))
         if clicked:
@@ -207,7 +211,7 @@ def run_learning(config: LearningConfig, *, progress: Callable[[int], None] | No
     rngs = {name: random.Random(f"{config.seed}:{name}") for name in POLICIES}
     ours = _Ours(catalogue, config, rngs["ours"])
     popular = _Popular(config.popular_epsilon, config.attribution_window_ms, rngs["popular"])
-    counts: dict[str, dict[str, ImpressionCounts]] = {name: {} for name in ("random", "popular", "oracle")}
+    counts: dict[str, dict[str, ImpressionCounts]] = {name: {} for name in POLICIES if name != "ours"}
     tracks = {name: Track() for name in POLICIES}
     clock = random.Random(f"{config.seed}:clock")
     now = START_MS
@@ -238,10 +242,15 @@ def run_learning(config: LearningConfig, *, progress: Callable[[int], None] | No
                     offer = eligible[rng.randrange(len(eligible))]
                 elif name == "popular":
                     offer = popular.choose(eligible)
+                elif name == "rules":
+                    choice = choose_offer(
+                        catalogue, config.slot, dict(ctx.interests), min_interest=0.5, now_ms=now
+                    )
+                    offer = choice.offer if choice is not None and choice.offer in eligible else eligible[0]
                 else:
                     offer = max(eligible, key=lambda o: (truth_p(o), o.id))
                 if offer is not None:
-                    visitor_counts.record(offer.id, at_ms=now, session_id=shopper.session_id)
+                    visitor_counts.record(offer.id, at_ms=now, session_id=ctx.session_id)
             if offer is None:
                 tracks[name].add(0.0, False, holdout)
                 continue
@@ -249,7 +258,7 @@ def run_learning(config: LearningConfig, *, progress: Callable[[int], None] | No
             clicked = rng.random() < p
             tracks[name].add(p, clicked, holdout)
             if name == "ours":
-                ours.shown(shopper, offer, clicked, now)
+                ours.shown(shopper, ctx, offer, clicked, now)
             elif name == "popular":
                 popular.shown(offer, clicked, now)
         ours.tick(now)

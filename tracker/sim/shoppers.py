@@ -29,7 +29,7 @@ import random
 import uuid
 from dataclasses import dataclass, field
 
-from tracker.models.features import DecisionContext
+from tracker.models.features import DecisionContext, context_from_profile
 from tracker.models.profile import Profile, apply_event
 from tracker.schema import parse_event
 from tracker.sim.ground_truth import GroundTruth, VisitorType
@@ -101,18 +101,18 @@ class Crowd:
         page_type, category, path = "home", None, "/"
         for _ in range(rng.randint(1, 3)):
             page_type, category, path = self._browse(shopper, now_ms)
-        events = shopper.profile.events_seen
-        return shopper, DecisionContext(
-            interests=shopper.profile.interests_at(now_ms, half_life_seconds=HALF_LIFE_SECONDS),
-            segment=shopper.segment if events >= SEGMENT_AFTER_EVENTS else None,
-            is_returning=shopper.sessions > 1,
+        # What the stream worker would have set: the segment, once clustering has enough data.
+        profile = shopper.profile
+        profile.segment = shopper.segment if profile.events_seen >= SEGMENT_AFTER_EVENTS else None
+        return shopper, context_from_profile(
+            profile,
+            now_ms=now_ms,
+            half_life_seconds=HALF_LIFE_SECONDS,
             device=shopper.device,
             page_type=page_type,
             page_path=path,
             page_category=category,
             cart_value=shopper.cart_value,
-            session_page_views=shopper.session_views,
-            session_id=shopper.session_id,
         )
 
     def _new_shopper(self) -> Shopper:
