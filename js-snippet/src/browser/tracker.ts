@@ -194,7 +194,9 @@ export function createTracker(w: Window): Tracker {
         setTimeout(safe(offers), 0);
       },
     });
-    offers();
+    // A cached script can run before the body is parsed: wait for the slots to exist.
+    if (d.readyState === 'loading') d.addEventListener('DOMContentLoaded', safe(offers));
+    else offers();
     const queued = early.splice(0);
     queued.forEach(run);
   }
