@@ -163,3 +163,120 @@ def test_load_errors_name_the_file(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text(json.dumps({"offers": [offer("run", categories=["s"], margin=2)]}))
     with pytest.raises(CatalogueError, match=r"bad\.json': offer 'run' \(offers\[0\]\), field 'margin'"):
         load_catalogue(tmp_path / "bad.json")
+
+
+# --- Targeting, rules and caps ---------------------------------------------------------------
+
+
+def test_targeting_rules_and_caps_are_parsed() -> None:
+    extra = offer(
+        "big-cart",
+        categories=["shoes"],
+        segments=[1, 2],
+        audience="returning",
+        devices=["desktop", "tablet"],
+        require_interest=True,
+        min_cart_value=50,
+        max_cart_value=500,
+        pages=["/c/shoes/*", "/p/*"],
+        caps={"per_session": 1, "per_day": 3},
+    )
+    catalogue = parse_catalogue({"offers": [*valid_offers(), extra]})
+    parsed = catalogue.get("big-cart")
+    assert parsed is not None
+    assert parsed.segments == [1, 2] and parsed.audience == "returning"
+    assert parsed.caps is not None and (parsed.caps.per_session, parsed.caps.per_day) == (1, 3)
+    assert parsed.restricted and not parsed.always_eligible
+    assert parsed.page_matches("/c/shoes/trail") and parsed.page_matches("/p/x")
+    assert not parsed.page_matches("/c/books") and not parsed.page_matches(None)
+
+
+@pytest.mark.parametrize(
+    ("fields", "where", "message"),
+    [
+        ({"audience": "vip"}, "audience", "Input should be 'all', 'new' or 'returning'"),
+        ({"devices": ["phone"]}, "devices.0", "Input should be 'desktop', 'mobile' or 'tablet'"),
+        ({"segments": [-1]}, "segments.0", "greater than or equal to 0"),
+        ({"pages": ["c/shoes"]}, "pages.0", "should match pattern"),
+        ({"min_cart_value": -5}, "min_cart_value", "greater than or equal to 0"),
+        ({"caps": {"per_session": 0}}, "caps.per_session", "greater than or equal to 1"),
+        ({"caps": {"per_week": 2}}, "caps.per_week", "Extra inputs are not permitted"),
+    ],
+)
+def test_bad_rule_fields_name_offer_and_field(fields: dict[str, Any], where: str, message: str) -> None:
+    bad = offer("bad-rule", categories=["books"], **fields)
+    with pytest.raises(
+        CatalogueError, match=rf"offer 'bad-rule' \(offers\[2\]\), field '{where}': .*{message}"
+    ):
+        parse_catalogue({"offers": [*valid_offers(), bad]})
+
+
+def test_inconsistent_rules_are_refused_with_the_reason() -> None:
+    cart = offer("cart", categories=["books"], min_cart_value=100, max_cart_value=50)
+    with pytest.raises(
+        CatalogueError, match=r"offer 'cart'.*min_cart_value \(100.0\) is more than max_cart_value"
+    ):
+        parse_catalogue({"offers": [*valid_offers(), cart]})
+    caps = offer("caps", categories=["books"], caps={"per_session": 5, "per_day": 2})
+    with pytest.raises(CatalogueError, match=r"offer 'caps'.*per_session \(5\) is more than per_day \(2\)"):
+        parse_catalogue({"offers": [*valid_offers(), caps]})
+    interest = offer("interest", require_interest=True)
+    with pytest.raises(CatalogueError, match=r"offer 'interest'.*require_interest needs categories"):
+        parse_catalogue({"offers": [*valid_offers(), interest]})
+    dup = offer("dup-dev", categories=["books"], devices=["mobile", "mobile"])
+    with pytest.raises(CatalogueError, match=r"offer 'dup-dev'.*devices lists a value twice"):
+        parse_catalogue({"offers": [*valid_offers(), dup]})
+
+
+def test_a_restricted_default_does_not_count_as_the_slots_default() -> None:
+    capped = [offer("welcome", default=True, caps={"per_day": 2}), offer("run", categories=["shoes"])]
+    with pytest.raises(
+        CatalogueError, match="slot 'home-hero' has no enabled, undated default offer without"
+    ):
+        parse_catalogue({"offers": capped})
+    # With an unrestricted default beside it, a capped default is fine.
+    both = [*capped, offer("always", default=True)]
+    assert parse_catalogue({"offers": both}).get("welcome") is not None
+
+
+def test_demo_catalogue_uses_rules_and_keeps_an_unrestricted_default_per_slot() -> None:
+    catalogue = load_catalogue(Settings().catalogue_path)
+    assert any(o.restricted for o in catalogue.offers), "the demo should show rules and caps in use"
+    for slot in catalogue.slots:
+        assert any(o.default and o.always_eligible for o in catalogue.offers_for_slot(slot)), slot
+
+
+# --- Admin edits ---------------------------------------------------------------------------------
+
+
+def test_with_offer_adds_or_replaces_and_revalidates() -> None:
+    catalogue = parse_catalogue({"offers": valid_offers()})
+    added = catalogue.with_offer(offer("pan", categories=["kitchen"], margin=0.5))
+    assert [o.id for o in added.offers] == ["welcome", "run", "pan"]
+    replaced = added.with_offer(offer("run", categories=["shoes"], title="Run faster"))
+    assert replaced.get("run") is not None and replaced.get("run").title == "Run faster"  # type: ignore[union-attr]
+    assert [o.id for o in replaced.offers] == ["welcome", "run", "pan"]
+    assert catalogue.get("pan") is None, "the original catalogue is never changed"
+    with pytest.raises(CatalogueError, match=r"offer 'run'.*field 'margin'"):
+        added.with_offer(offer("run", categories=["shoes"], margin=3))
+
+
+def test_with_enabled_disables_and_refuses_unknown_ids() -> None:
+    catalogue = parse_catalogue({"offers": [*valid_offers(), offer("pan", categories=["kitchen"])]})
+    disabled = catalogue.with_enabled("pan", False)
+    assert [o.id for o in disabled.offers_for_slot("home-hero")] == ["welcome", "run"]
+    assert disabled.with_enabled("pan", True).offers_for_slot("home-hero")[-1].id == "pan"
+    with pytest.raises(CatalogueError, match=r"offer 'nope' is not in the catalogue"):
+        catalogue.with_enabled("nope", False)
+    # Disabling the only default would leave the slot without a banner: refused.
+    with pytest.raises(CatalogueError, match="slot 'home-hero' has no enabled, undated default"):
+        catalogue.with_enabled("welcome", False)
+
+
+def test_to_data_round_trips_and_fingerprint_follows_content() -> None:
+    catalogue = load_catalogue(Settings().catalogue_path)
+    again = parse_catalogue(json.loads(json.dumps(catalogue.to_data())))
+    assert again == catalogue
+    assert again.fingerprint == catalogue.fingerprint
+    changed = catalogue.with_offer(catalogue.offers[0].model_dump(mode="json") | {"title": "Other title"})
+    assert changed.fingerprint != catalogue.fingerprint

@@ -218,6 +218,34 @@ class Settings(BaseSettings):
     privacy_rate_per_second: float = Field(default=1.0, gt=0)
     privacy_rate_burst: int = Field(default=20, ge=1)
 
+    # --- Decisions and learning ----------------------------------------------------
+    # Share of visitors (percent) who always get the slot's non-personalised default, to measure
+    # lift; sticky by a hash of salt:site:visitor. A new salt draws a new group.
+    holdout_percent: float = Field(default=5.0, ge=0, le=100)
+    holdout_salt: str = Field(default="v1", min_length=1, max_length=64)
+
+    # Exploration (epsilon-greedy): epsilon decays from the start value to the floor over about
+    # explore_decay_updates learned rewards; after a detected drift it starts again from
+    # explore_epsilon_restart.
+    explore_epsilon_start: float = Field(default=0.1, ge=0, le=1)
+    explore_epsilon_min: float = Field(default=0.02, ge=0, le=1)
+    explore_decay_updates: int = Field(default=2_000, ge=1)
+    explore_epsilon_restart: float = Field(default=0.2, ge=0, le=1)
+
+    # Largest relative score change an offer's margin can make (margin only breaks near-ties).
+    offer_margin_weight: float = Field(default=0.02, ge=0, le=0.5)
+
+    # Weight of the conversion value attributed per click (per currency unit); 0 ranks by clicks.
+    offer_value_weight: float = Field(default=0.0, ge=0)
+
+    # How long after a decision its impression, click and purchases count towards its reward.
+    attribution_window_seconds: float = Field(default=1800.0, gt=0, le=7 * 24 * 3600)
+
+    # SGD step of the click model, and how often its one trainer publishes a snapshot.
+    model_learning_rate: float = Field(default=0.05, gt=0, le=1)
+    model_publish_every_updates: int = Field(default=1_000, ge=1)
+    model_publish_seconds: float = Field(default=10.0, gt=0)
+
     # --- Demo shop (tracker up) ------------------------------------------------
     # Where the demo shop of `tracker up` listens (its pages embed the browser snippet).
     shop_host: str = "127.0.0.1"

@@ -256,7 +256,9 @@ class Catalogue(BaseModel):
 
     def offers_for_slot(self, slot: str) -> tuple[Offer, ...]:
         """Enabled offers that may fill ``slot``, in catalogue order (empty for an unknown slot)."""
-        return self._by_slot.get(slot, ())
+        # Straight from the private-attribute dict: ``self._by_slot`` goes through pydantic's
+        # ``__getattr__`` and costs ~2.5 us, this ~0.1 us, on every request.
+        return self.__pydantic_private__["_by_slot"].get(slot, ())
 
     def get(self, offer_id: str) -> Offer | None:
         """The offer with this id, or None."""

@@ -34,8 +34,8 @@ Reasons (machine-readable, in the response and the decision log):
 ``holdout``, ``model_unavailable``, ``no_offer`` (nothing eligible),
 ``explore``, and for a model choice the visitor fact that weighed most for
 it: ``interest:<category>``, ``page:<category>``, ``segment:<id>``,
-``context:<feature>`` (device, new/returning, page type, cart, depth), or
-``popular`` when nothing about the visitor did.
+``context:<feature>`` (device, new or returning), or ``popular`` when
+nothing about the visitor did.
 
 >>> import random
 >>> from tracker.models.catalogue import parse_catalogue
@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracker.models.caps import ImpressionCounts
 from tracker.models.catalogue import Catalogue, Offer
@@ -67,6 +67,9 @@ from tracker.models.eligibility import split_eligible
 from tracker.models.features import FEATURES_VERSION, DecisionContext, context_parts, offer_features
 from tracker.models.holdout import in_holdout
 from tracker.models.learner import ClickModel
+
+if TYPE_CHECKING:
+    from tracker.settings import Settings
 
 REASON_HOLDOUT = "holdout"
 REASON_MODEL_UNAVAILABLE = "model_unavailable"
@@ -125,6 +128,21 @@ class PolicyConfig:
             raise ValueError(f"value_weight {self.value_weight} must not be negative")
         if not 0.0 <= self.holdout_percent <= 100.0:
             raise ValueError(f"holdout_percent {self.holdout_percent} must be within 0..100")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PolicyConfig:
+        """The policy as configured by ``TRACKER_*`` settings (holdout, exploration, weights)."""
+        return cls(
+            epsilon_start=settings.explore_epsilon_start,
+            epsilon_min=settings.explore_epsilon_min,
+            epsilon_decay_updates=settings.explore_decay_updates,
+            epsilon_restart=settings.explore_epsilon_restart,
+            restart_decay_updates=2 * settings.explore_decay_updates,
+            margin_weight=settings.offer_margin_weight,
+            value_weight=settings.offer_value_weight,
+            holdout_percent=settings.holdout_percent,
+            holdout_salt=settings.holdout_salt,
+        )
 
     def epsilon(self, age: int, *, restarted: bool = False) -> float:
         """Exploration rate of a model ``age`` rewards after it started (or restarted) exploring.
@@ -456,8 +474,8 @@ def _reason(model: ClickModel, x: dict[str, float], offer: Offer, ctx: DecisionC
     for name, contribution in model.contributions(x):
         if contribution <= 0:
             break
-        if name == offer.id:
-            continue  # the offer's own popularity: not about this visitor
+        if name == offer.id or name.startswith("c="):
+            continue  # the offer's popularity, or its category's in this kind of page/cart/session
         if name == "match":
             levels = ctx.interests
             return "interest:" + max(offer.categories, key=lambda c: (levels.get(c, 0.0), c))

@@ -43,9 +43,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from tracker.schema import Event, EventType
+
+if TYPE_CHECKING:
+    from tracker.settings import Settings
 
 REWARDS_SCHEMA_VERSION = 1
 
@@ -75,6 +78,11 @@ class AttributionConfig:
     clock_skew_ms: int = 5 * 60 * 1000
     max_pending: int = 64
     max_orphans: int = 64
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AttributionConfig:
+        """The window of ``TRACKER_ATTRIBUTION_WINDOW_SECONDS``; the other bounds keep their defaults."""
+        return cls(window_ms=int(settings.attribution_window_seconds * 1000))
 
     def __post_init__(self) -> None:
         if self.window_ms <= 0:

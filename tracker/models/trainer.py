@@ -8,15 +8,15 @@ rewards or ``publish_every_ms``, whichever comes first. Readers load
 snapshots; they never see the live model.
 
 Drift: the trainer compares the click rate of the last few hundred rewards
-(``drift_fast``-reward moving average) with the long-run one
-(``drift_slow`` rewards). When the recent rate falls below
-``drift_drop`` times the long-run rate, what the model learned no longer
-pays: it restarts the exploration schedule
-(:meth:`ClickModel.restart_exploration`), so the policy explores at
-``epsilon_start`` again and rediscovers what visitors like now, and the
-long-run rate starts over from the recent one. A rising click rate (the model
-learning) never restarts anything. The averages are not persisted: a
-restarted trainer watches afresh.
+(a ``drift_fast``-reward moving average) with the long-run one (``drift_slow``
+rewards). When the recent rate falls below ``drift_drop`` times the long-run
+rate, and by more than chance explains (three standard errors), what the
+model learned no longer pays: it restarts exploration and shrinks the
+weights (:meth:`ClickModel.restart_exploration`), so the policy explores hard
+again (``PolicyConfig.epsilon_restart``) and rediscovers what visitors like
+now. Both averages then start over: the new rate is the new normal. A rising
+click rate (the model learning) never restarts anything. The averages are
+not persisted: a restarted trainer watches afresh.
 
 On restart the trainer starts from the last published snapshot
 (:meth:`Trainer.from_snapshot`); the rewards learned after it are learned
@@ -25,6 +25,9 @@ snapshot's ``meta``, written by the shell that publishes it.
 
 >>> from tracker.models.learner import ClickModel
 >>> from tracker.models.rewards import Reward
+
+if TYPE_CHECKING:
+    from tracker.settings import Settings
 >>> trainer = Trainer(ClickModel(), publish_every_updates=2, publish_every_ms=60_000)
 >>> r = Reward("d1", "shop", "visitor-0001", "run", "home-hero", 0, 1, 0.9, None, False,
 ...            {"run": 1.0}, True, True, 0.0)
@@ -38,12 +41,19 @@ True
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracker.models.learner import ClickModel
 from tracker.models.rewards import Reward
+
+if TYPE_CHECKING:
+    from tracker.settings import Settings
+
+# Standard errors (of the recent average, about 2 * drift_fast rewards' worth) a drop must exceed.
+DRIFT_Z = 3.0
 
 
 class Trainer:
@@ -103,6 +113,14 @@ class Trainer:
         self._since_publish = 0
         self._published_at: int | None = None
 
+    @staticmethod
+    def options_from(settings: Settings) -> dict[str, Any]:
+        """Constructor options from ``TRACKER_MODEL_PUBLISH_*`` settings."""
+        return {
+            "publish_every_updates": settings.model_publish_every_updates,
+            "publish_every_ms": int(settings.model_publish_seconds * 1000),
+        }
+
     @classmethod
     def from_snapshot(cls, snapshot: Mapping[str, Any], **options: Any) -> Trainer:
         """Resume from a published snapshot (see :meth:`ClickModel.from_snapshot`)."""
@@ -135,12 +153,15 @@ class Trainer:
             self.drift_drop is not None
             and self._watched >= self.drift_slow
             and self._fast < self.drift_drop * self._slow
+            # ... and by more than chance: at a low click rate a few hundred rewards are noisy.
+            and self._slow - self._fast
+            > DRIFT_Z * math.sqrt(self._slow * (1 - self._slow) / (2 * self.drift_fast))
         ):
             self.model.restart_exploration(shrink=self.drift_shrink)
             self.restarts += 1
-            # The recent rate is the new normal to compare with.
-            self._slow = self._fast
-            self._watched = self.drift_fast
+            # Start both averages over: the rate from here on is the new normal, and no second
+            # alarm can ring before drift_slow rewards of it were seen.
+            self._watched = 0
 
     def should_publish(self, *, now_ms: int) -> bool:
         """Whether enough was learned, or enough time passed, to publish a new snapshot."""
