@@ -335,7 +335,7 @@ def test_explain_lists_scores_contributions_and_exclusions() -> None:
     by_id = {c["offer_id"]: c for c in view["candidates"]}
     assert by_id["book"]["excluded"] == "device" and by_id["book"]["score"] is None
     assert by_id["run"]["p_click"] > by_id["tent"]["p_click"]
-    assert ["match", pytest.approx(2.0 * 0.75)] in by_id["run"]["contributions"]
+    assert ["match=interest", pytest.approx(2.0 * 0.75)] in by_id["run"]["contributions"]
     scores = [c["score"] for c in view["candidates"] if c["excluded"] is None]
     assert scores == sorted(scores, reverse=True), "candidates are listed best first"
 
@@ -425,7 +425,7 @@ def test_offer_features_are_small_and_leave_the_context_alone() -> None:
     assert x["c=shoes|cart=0"] == 1.0 and x["c=shoes|depth=1"] == 1.0
     assert ctx.interests == before
     welcome = SHOP.get("welcome")
-    assert welcome is not None and "match" not in offer_features_for(ctx, welcome)
+    assert welcome is not None and "match=interest" not in offer_features_for(ctx, welcome)
 
 
 def offer_features_for(ctx: DecisionContext, item: Any) -> dict[str, float]:
@@ -463,3 +463,21 @@ def test_configs_come_from_settings() -> None:
     assert PolicyConfig.from_settings(Settings()) == PolicyConfig(), "the defaults agree"
     assert AttributionConfig.from_settings(settings).window_ms == 60_000
     assert Trainer.options_from(Settings()) == {"publish_every_updates": 1_000, "publish_every_ms": 10_000}
+
+
+def test_defaults_carry_features_only_when_the_context_is_known() -> None:
+    ctx = DecisionContext(interests={"shoes": 5.0})
+    unavailable = decide(
+        SHOP,
+        SLOT,
+        ctx,
+        model=None,
+        rng=random.Random(1),
+        site_id="s",
+        visitor_id="visitor-1",
+        config=NO_HOLDOUT,
+    )
+    assert unavailable.offer is not None
+    assert unavailable.features == features_for(ctx, unavailable.offer), "learnable: the context is real"
+    fallback = fallback_decision(SHOP, SLOT, DecisionContext(), reason="redis_unavailable", now_ms=NOW)
+    assert fallback.features == {}, "Redis was down: the visitor only looks new, so nothing to learn"

@@ -164,3 +164,21 @@ def test_counts_round_trip_as_plain_data() -> None:
     assert ImpressionCounts.from_dict(data) == counts
     with pytest.raises(ValueError, match="impression counts layout version 99"):
         ImpressionCounts.from_dict(data | {"v": 99})
+
+
+def test_counts_round_trip_through_the_serving_state_hash() -> None:
+    counts = ImpressionCounts()
+    counts.record("run", at_ms=NOW, session_id="s1", decision_id="d1")
+    counts.record("run", at_ms=NOW + 1, session_id="s1", decision_id="d2")
+    counts.record("pan", at_ms=NOW + 2, session_id="s1", decision_id="d3")
+    fields = counts.to_fields()
+    assert fields["imp:run"] == "2" and fields["ses:pan"] == "1", "what GET /v1/me lists"
+    assert all(isinstance(v, str) for v in fields.values())
+    as_redis_returns = {k.encode(): v.encode() for k, v in fields.items()} | {b"other": b"kept apart"}
+    assert ImpressionCounts.from_fields(as_redis_returns) == counts
+    assert ImpressionCounts.from_fields({}) == ImpressionCounts()
+    fresh = ImpressionCounts()
+    fresh.record("run", at_ms=NOW)
+    assert ImpressionCounts.from_fields(fresh.to_fields()) == fresh, "no session id, no decision ids"
+    with pytest.raises(ValueError, match="impression counts layout version '9'"):
+        ImpressionCounts.from_fields(fields | {"caps_v": "9"})

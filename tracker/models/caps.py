@@ -6,6 +6,14 @@ and ``caps.per_day``. Its one writer folds ``offer_impression`` events into it
 is one impression however often the snippet reports it); the offer API reads
 it with :meth:`ImpressionCounts.session_count` and :meth:`ImpressionCounts.day_count`.
 
+Stored as the fields of the visitor's serving-state hash
+(``trk:v1:serving:{site:visitor}``, :meth:`ImpressionCounts.to_fields`), which
+the offer API reads in the same round trip as the profile: ``imp:<offer>`` is
+today's impressions of the offer (what ``GET /v1/me`` lists), ``ses:<offer>``
+this session's, ``day``, ``session``, ``last`` and ``decisions`` the rest.
+The writer replaces the hash as a whole (``DEL`` + ``HSET`` in one
+transaction).
+
 Days are UTC calendar days. A session is the ``session_id`` the events carry;
 when a caller does not know it, a session is over after
 ``session_gap_ms`` without an impression (30 minutes, like the snippet's).
@@ -23,6 +31,7 @@ False
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +87,43 @@ class ImpressionCounts:
             return session_id == self.session_id
         return self.last_at > 0 and at_ms - self.last_at <= SESSION_GAP_MS
 
+    def to_fields(self) -> dict[str, str]:
+        """The serving-state hash fields (all strings, as Redis stores them)."""
+        fields = {
+            "caps_v": str(CAPS_SCHEMA_VERSION),
+            "day": str(self.day),
+            "last": str(self.last_at),
+            "decisions": ",".join(self.decisions),
+        }
+        if self.session_id is not None:
+            fields["session"] = self.session_id
+        fields.update({f"imp:{offer}": str(n) for offer, n in self.today.items()})
+        fields.update({f"ses:{offer}": str(n) for offer, n in self.session.items()})
+        return fields
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str | bytes, str | bytes]) -> ImpressionCounts:
+        """Counts from the serving-state hash (``HGETALL``); an empty hash is a visitor never shown anything.
+
+        Other fields of the hash are ignored, so it can hold more than caps.
+        """
+        text = {_text(k): _text(v) for k, v in fields.items()}
+        if not text.get("caps_v"):
+            return cls()
+        if text["caps_v"] != str(CAPS_SCHEMA_VERSION):
+            raise ValueError(
+                f"impression counts layout version {text['caps_v']!r} is not {CAPS_SCHEMA_VERSION}; "
+                "drop the serving state (caps restart from zero) or migrate it"
+            )
+        return cls(
+            session_id=text.get("session"),
+            day=int(text["day"]),
+            last_at=int(text["last"]),
+            session={k[4:]: int(v) for k, v in text.items() if k.startswith("ses:")},
+            today={k[4:]: int(v) for k, v in text.items() if k.startswith("imp:")},
+            decisions=[d for d in text.get("decisions", "").split(",") if d],
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "v": CAPS_SCHEMA_VERSION,
@@ -104,3 +150,7 @@ class ImpressionCounts:
             today={k: int(v) for k, v in data["today"].items()},
             decisions=list(data["decisions"]),
         )
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value

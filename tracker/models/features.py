@@ -24,9 +24,10 @@ microseconds:
   interest (one-hot: "people who mostly browse X click this");
 - ``<offer>|int=<category>``: the offer crossed with the visitor's interest
   level in each of their top :data:`TOP_INTERESTS` categories;
-- ``match`` and ``match_page``: offer-agnostic, how much the visitor likes the
-  offer's own categories, and whether the page is about one of them. Shared by
-  all offers, so a new offer starts with what every other offer taught.
+- ``match=interest`` and ``match=page``: offer-agnostic, how much the
+  visitor likes the offer's own categories, and whether the page is about one
+  of them. Shared by all offers, so a new offer starts with what every other
+  offer taught. (No offer id contains ``=`` or ``|``, so no name collides.)
 
 An interest *level* is ``score / (total + INTEREST_PRIOR)``: the share of the
 visitor's attention, shrunk towards 0 while the profile is thin (a single page
@@ -37,7 +38,7 @@ view says less than twenty product views). Levels are in ``[0, 1)``.
 ...                       page_type="category", page_category="shoes")
 >>> run = Offer(id="run", slots=["home-hero"], categories=["shoes"], title="Run", link="/")
 >>> x = offer_features(context_parts(ctx), run)
->>> x["run|seg=2"], x["run|int=shoes"], x["match"], x["match_page"]
+>>> x["run|seg=2"], x["run|int=shoes"], x["match=interest"], x["match=page"]
 (1.0, 0.6, 0.6, 1.0)
 """
 
@@ -45,6 +46,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Protocol
 
 from tracker.models.catalogue import Offer
@@ -60,6 +62,9 @@ CART_BUCKETS = (0.0, 50.0, 150.0)
 # Upper bounds of the session page-view buckets.
 DEPTH_BUCKETS = (1, 3, 7)
 _UNCATEGORISED = ["-"]
+# The offer-agnostic features (see the module docstring).
+MATCH_INTEREST = "match=interest"
+MATCH_PAGE = "match=page"
 # A session with no event for this long is over (the snippet's and the stream worker's rule).
 SESSION_GAP_MS = 30 * 60 * 1000
 
@@ -182,7 +187,7 @@ class ContextParts:
     crosses: tuple[tuple[str, float], ...]
     # suffixes crossed with each of the offer's categories: "page=product", "cart=0", ...
     coarse: tuple[str, ...]
-    # Interest level per category, for the shared ``match`` feature.
+    # Interest level per category, for the shared ``match=interest`` feature.
     levels: Mapping[str, float]
     page_category: str | None
 
@@ -219,7 +224,7 @@ def context_parts(ctx: DecisionContext) -> ContextParts:
     top = sorted(levels.items(), key=lambda item: (-item[1], item[0]))[:TOP_INTERESTS]
     if top:
         crosses.append((f"top={top[0][0]}", 1.0))
-    crosses.extend((f"int={category}", round(level, 6)) for category, level in top)
+    crosses.extend((f"int={category}", level) for category, level in top)
     return ContextParts(
         crosses=tuple(crosses), coarse=tuple(coarse), levels=levels, page_category=ctx.page_category
     )
@@ -234,20 +239,27 @@ def offer_features(parts: ContextParts, offer: Offer) -> dict[str, float]:
     categories = offer.categories or _UNCATEGORISED
     share = 1.0 / len(categories)
     for category in categories:
-        for suffix in parts.coarse:
-            x[f"c={category}|{suffix}"] = share
+        for name in _coarse_names(category, parts.coarse):
+            x[name] = share
     if offer.categories:
-        match = sum(parts.levels.get(category, 0.0) for category in offer.categories)
+        levels = parts.levels
+        match = sum(levels.get(category, 0.0) for category in offer.categories) if levels else 0.0
         if match:
-            x["match"] = round(match, 6)
+            x[MATCH_INTEREST] = match
         if parts.page_category is not None and parts.page_category in offer.categories:
-            x["match_page"] = 1.0
+            x[MATCH_PAGE] = 1.0
     return x
 
 
 def features_for(ctx: DecisionContext, offer: Offer) -> dict[str, float]:
     """Shortcut for one offer: ``offer_features(context_parts(ctx), offer)``."""
     return offer_features(context_parts(ctx), offer)
+
+
+@lru_cache(maxsize=4096)
+def _coarse_names(category: str, suffixes: tuple[str, ...]) -> tuple[str, ...]:
+    # The same few names on every request: build the strings once.
+    return tuple(f"c={category}|{suffix}" for suffix in suffixes)
 
 
 def _bucket(value: float, bounds: tuple[float, ...]) -> str:

@@ -10,7 +10,7 @@ continue learning, which is how a restarted writer resumes.
 
 Why a shared logistic regression (design.md): River's LinUCBDisjoint costs
 ~0.3 ms per arm and grows with features squared; this model scores an offer
-in about a microsecond, and the shared ``match`` features let a new offer start
+in about a microsecond, and the shared ``match=*`` features let a new offer start
 from what all others taught.
 
 Conversion value is kept beside the click model, per offer: clicks and the
@@ -54,7 +54,7 @@ from typing import Any
 import river
 from river import linear_model, optim, utils
 
-from tracker.models.features import FEATURES_VERSION
+from tracker.models.features import FEATURES_VERSION, MATCH_INTEREST, MATCH_PAGE
 
 SNAPSHOT_SCHEMA = "tracker.click_model"
 SNAPSHOT_SCHEMA_VERSION = 1
@@ -62,7 +62,7 @@ SNAPSHOT_SCHEMA_VERSION = 1
 # The untrained model's beliefs: a banner is clicked ~3% of the time (logit -3.5), more when the
 # visitor likes the offer's categories or is on a page about them. These are where learning starts.
 DEFAULT_INTERCEPT = -3.5
-DEFAULT_PRIORS: Mapping[str, float] = {"match": 2.0, "match_page": 0.5}
+DEFAULT_PRIORS: Mapping[str, float] = {MATCH_INTEREST: 2.0, MATCH_PAGE: 0.5}
 
 
 class SnapshotError(ValueError):
@@ -83,7 +83,7 @@ class ClickModel:
     intercept_init
         Starting intercept (logit of the prior click rate).
     priors
-        Starting weights, e.g. ``{"match": 2.0}``; None uses :data:`DEFAULT_PRIORS`.
+        Starting weights, e.g. ``{"match=interest": 2.0}``; None uses :data:`DEFAULT_PRIORS`.
     value_prior_clicks
         How many clicks' worth of the overall value per click an offer's own
         value per click is shrunk towards.

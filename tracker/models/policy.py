@@ -18,7 +18,8 @@
 4. **Explore**: with probability epsilon a uniformly random candidate, else
    the best one. Epsilon decays with the number of rewards the model has
    learned from (:meth:`PolicyConfig.epsilon`), down to ``epsilon_min`` so that
-   the policy keeps noticing when tastes drift. The probability of the chosen
+   the policy keeps noticing when tastes drift; when the trainer detects a
+   drift it starts again, from ``epsilon_restart``. The probability of the chosen
    offer, ``epsilon / k + (1 - epsilon) * [chosen is best]``, is recorded as
    its propensity: exact, so logged decisions support unbiased offline
    evaluation (:mod:`tracker.models.offline`).
@@ -58,13 +59,20 @@ nothing about the visitor did.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from tracker.models.caps import ImpressionCounts
 from tracker.models.catalogue import Catalogue, Offer
 from tracker.models.eligibility import split_eligible
-from tracker.models.features import FEATURES_VERSION, DecisionContext, context_parts, offer_features
+from tracker.models.features import (
+    FEATURES_VERSION,
+    MATCH_INTEREST,
+    MATCH_PAGE,
+    DecisionContext,
+    context_parts,
+    offer_features,
+)
 from tracker.models.holdout import in_holdout
 from tracker.models.learner import ClickModel
 
@@ -294,7 +302,9 @@ def decide(
         return _empty_decision(slot, ctx, excluded_candidates, holdout=holdout, model_version=model_version)
     if holdout or model is None:
         reason = REASON_HOLDOUT if holdout else REASON_MODEL_UNAVAILABLE
-        return _default_decision(slot, eligible, excluded_candidates, ctx, reason, holdout, model_version)
+        decision = _default_decision(slot, eligible, excluded_candidates, ctx, reason, holdout, model_version)
+        # The context is known: the reward of this default teaches the model too (trainer's learn_holdout).
+        return _with_features(decision)
 
     epsilon = config.epsilon(model.exploration_age, restarted=model.restarts > 0)
     scored, best = score_offers(eligible, ctx, model, config)
@@ -405,7 +415,14 @@ def fallback_decision(
     excluded_candidates = tuple(Candidate(o.id, str(r), None, None, 0.0) for o, r in excluded)
     if not eligible:
         return _empty_decision(slot, ctx, excluded_candidates, holdout=False, model_version=None)
+    # No features: the visitor's real context is unknown, so its reward must not be learned.
     return _default_decision(slot, eligible, excluded_candidates, ctx, reason, False, None)
+
+
+def _with_features(decision: Decision) -> Decision:
+    if decision.offer is None:
+        return decision
+    return replace(decision, features=offer_features(context_parts(decision.context), decision.offer))
 
 
 def _empty_decision(
@@ -476,10 +493,10 @@ def _reason(model: ClickModel, x: dict[str, float], offer: Offer, ctx: DecisionC
             break
         if name == offer.id or name.startswith("c="):
             continue  # the offer's popularity, or its category's in this kind of page/cart/session
-        if name == "match":
+        if name == MATCH_INTEREST:
             levels = ctx.interests
             return "interest:" + max(offer.categories, key=lambda c: (levels.get(c, 0.0), c))
-        if name == "match_page":
+        if name == MATCH_PAGE:
             return f"page:{ctx.page_category}"
         suffix = name.split("|", 1)[1]
         kind, _, value = suffix.partition("=")
