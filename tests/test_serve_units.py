@@ -195,3 +195,10 @@ def test_uvicorn_runs_on_uvloop_and_httptools_without_access_log() -> None:
     config = uvicorn_config(Settings(environment="test", api_port=18_999))
     assert (config.loop, config.http, config.access_log) == ("uvloop", "httptools", False)
     assert (config.host, config.port) == ("127.0.0.1", 18_999)
+
+
+def test_forwarded_headers_are_read_only_behind_trusted_proxies() -> None:
+    assert uvicorn_config(Settings(environment="test")).proxy_headers is False
+    behind = uvicorn_config(Settings(environment="test", trusted_proxies="10.0.0.0/8"))
+    assert behind.proxy_headers is True
+    assert behind.forwarded_allow_ips == "10.0.0.0/8"

@@ -132,6 +132,10 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         # Access logs would write visitor ids (query strings) to disk, outside erasure's reach.
         access_log=False,
         server_header=False,
+        # The client address (rate limits of the privacy endpoints) comes from X-Forwarded-For
+        # only behind the proxies of TRACKER_TRUSTED_PROXIES; otherwise the header is not read.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
         lifespan="on",
     )
 

@@ -160,8 +160,7 @@ class OfferMetrics:
             registry=r,
         )
         # Export every series from the start so that rate() and alerts see zeros, not gaps.
-        for outcome in OUTCOMES:
-            self.requests.labels(outcome=outcome)
+        self._outcome_children = {outcome: self.requests.labels(outcome=outcome) for outcome in OUTCOMES}
         for reason in DROP_REASONS:
             self.decisions_dropped.labels(reason=reason)
         for kind in REDIS_ERRORS:
@@ -175,6 +174,10 @@ class OfferMetrics:
                 self.http_requests.labels(handler=handler, method=method, status=status)
             self.http_duration.labels(handler=handler)
         self.breaker_state.set(0)
+
+    def outcome(self, outcome: Outcome) -> Any:
+        """The counter child of one outcome (looked up once: ``labels()`` costs on a hot path)."""
+        return self._outcome_children[outcome]
 
     def breaker_changed(self, state: State) -> None:
         self.breaker_state.set(STATE_VALUES[state])
@@ -194,6 +197,7 @@ class HttpMetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: OfferMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -214,5 +218,12 @@ class HttpMetricsMiddleware:
             route: Any = scope.get("route")
             handler = getattr(route, "path", None) or UNMATCHED
             method = scope["method"] if scope["method"] in _METHODS else "other"
-            self.metrics.http_requests.labels(handler=handler, method=method, status=str(status)).inc()
-            self.metrics.http_duration.labels(handler=handler).observe(time.perf_counter() - started)
+            key = (handler, method, status)
+            children = self._children.get(key)
+            if children is None:  # label values are bounded: route templates, methods, statuses
+                children = self._children[key] = (
+                    self.metrics.http_requests.labels(handler=handler, method=method, status=str(status)),
+                    self.metrics.http_duration.labels(handler=handler),
+                )
+            children[0].inc()
+            children[1].observe(time.perf_counter() - started)
