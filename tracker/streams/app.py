@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 
 from tracker.schema import ErasureRequest, partition_key
 from tracker.settings import Settings
-from tracker.streams import codec, metrics
+from tracker.streams import codec, metrics, read_offsets
 from tracker.streams.control import Control, key_partition
 from tracker.streams.segments import LearnerHost, load_snapshot
 from tracker.streams.visitors import VisitorProcessor
@@ -43,6 +43,7 @@ TABLE_NAME = "visitors"
 LAG_INTERVAL_SECONDS = 5.0
 PRODUCER_LINGER_SECONDS = 0.01
 REDIS_CHECK_SECONDS = 5.0
+REWIND_CHECK_SECONDS = 1.0
 
 
 def broker_urls(bootstrap: str) -> list[str]:
@@ -140,6 +141,7 @@ def create_app(settings: Settings) -> faust.App:
         samples_topic=samples_topic if settings.segments_enabled else None,
     )
     app.visitor_processor = processor  # type: ignore[attr-defined]  # for tests and benchmarks
+    read_offsets.install(app.consumer, processor.rewinds.target)
 
     @app.agent(visitor_input, name="visitors")
     async def visitors(stream: faust.StreamT) -> None:
@@ -201,6 +203,12 @@ def create_app(settings: Settings) -> faust.App:
             if snapshot is not None:
                 processor.segment_snapshot = snapshot
                 metrics.SEGMENT_MODEL_VERSION.set(snapshot["version"])
+
+    @app.timer(interval=REWIND_CHECK_SECONDS)
+    async def retry_rewinds() -> None:
+        """Seek again the partitions whose missing records have not come (idle partitions
+        send no batch that would notice)."""
+        await processor.retry_rewinds()
 
     @app.timer(interval=settings.session_sweep_seconds)
     async def sweep() -> None:

@@ -73,3 +73,20 @@ PARTITION_MISMATCH = Counter(
     "Events found on another partition than Kafka's default (murmur2) partitioner gives their key: "
     "erasure requests cannot reach such visitors in order; set the producer's partitioner to murmur2.",
 )
+INPUT_RECORDS_AHEAD = Counter(
+    "tracker_worker_input_records_ahead_total",
+    "Records that arrived past their partition's stored position (the consumer skipped some before "
+    "them, as Faust can around a rebalance): left out until the partition is sought back.",
+    ["topic"],
+)
+INPUT_REWINDS = Counter(
+    "tracker_worker_input_rewinds_total",
+    "Seeks of an input partition back to the first record the table does not hold yet.",
+    ["topic"],
+)
+INPUT_RECORDS_LOST = Counter(
+    "tracker_worker_input_records_lost_total",
+    "Input records never processed: deleted by retention first, or never arriving after repeated "
+    "seeks. Alert on any increase.",
+    ["topic"],
+)

@@ -3,11 +3,15 @@
 One batch at a time (``noack_take``), in this order, so that a crash at any
 point loses nothing and counts nothing twice:
 
+0. admit the records in input order (:mod:`tracker.streams.positions`): a record above its
+   partition's stored position means the consumer skipped some; it is left out and the
+   partition is sought back;
 1. fold every record into its visitor's :class:`VisitorState` (pure, in memory);
 2. write the sessions those records closed to ``sessions`` and wait for Kafka's
    acknowledgement (a session must be durable before the state that says it
    was emitted);
-3. set the changed states in the table (Faust writes them to the changelog);
+3. set the changed states in the table (Faust writes them to the changelog), then each
+   input partition's new position, after the states it covers;
 4. write the profiles to Redis in one pipeline (retried until it succeeds);
 5. wait until the changelog writes are acknowledged;
 6. write erasure confirmations, then acknowledge the records.
@@ -32,7 +36,7 @@ import faust
 import orjson
 import pydantic
 from faust.streams import _current_event
-from faust.types import EventT
+from faust.types import TP, EventT
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -45,6 +49,13 @@ from tracker.schema import SessionRecord, parse_tracked
 from tracker.settings import Settings
 from tracker.streams import metrics
 from tracker.streams.control import Control, key_partition
+from tracker.streams.positions import (
+    InputPosition,
+    Rewinds,
+    TopicPartition,
+    classify,
+    position_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +79,10 @@ def split_key(key: bytes) -> tuple[str, str]:
     return site_id, visitor_id
 
 
+# Input partition -> (an offset, a record of that partition).
+_Marks = dict[TopicPartition, tuple[int, EventT]]
+
+
 @dataclass
 class _Batch:
     """What one batch changed, collected before anything is written."""
@@ -80,6 +95,8 @@ class _Batch:
     erasures: list[tuple[bytes, dict[str, Any]]] = field(default_factory=list)
     lifted: set[bytes] = field(default_factory=set)
     received: list[int] = field(default_factory=list)
+    # Input partition -> (next offset to process, the last record of it in this batch).
+    positions: _Marks = field(default_factory=dict)
 
 
 class VisitorProcessor:
@@ -109,6 +126,7 @@ class VisitorProcessor:
         self._redis: Redis | None = None
         self._acking: set[asyncio.Future] = set()
         self._mismatch_logged = False
+        self.rewinds = Rewinds()
 
     @property
     def redis(self) -> Redis:
@@ -131,8 +149,12 @@ class VisitorProcessor:
         batch is processed."""
         started = time.perf_counter()
         async with self.lock:
-            batch = self._fold(events)
+            admitted, positions, gaps = self._admit(events)
+            batch = self._fold(admitted)
+            batch.positions = positions
             durable = await self._write(batch)
+            if gaps:
+                durable.extend(await self._rewind(gaps))
         task = asyncio.ensure_future(self._ack_when_durable(stream, events, durable))
         self._acking.add(task)
         task.add_done_callback(self._acking.discard)
@@ -152,6 +174,116 @@ class VisitorProcessor:
             return
         for event in events:
             await stream.ack(event)
+
+    # --- 0. admit ---------------------------------------------------------------------------
+
+    def _stored_position(self, tp: TopicPartition) -> int | None:
+        value = self.table.get(position_key(*tp))
+        return value.next_offset if isinstance(value, InputPosition) else None
+
+    def _admit(
+        self, events: Sequence[EventT]
+    ) -> tuple[
+        list[EventT], dict[TopicPartition, tuple[int, EventT]], dict[TopicPartition, tuple[int, EventT]]
+    ]:
+        """The records to fold, the partitions' new positions, and the partitions with a gap
+        (expected offset, first record past it). Records past a gap are left out (and still
+        acknowledged: the table's positions, not the committed offsets, say what was processed)."""
+        expected: dict[TopicPartition, int | None] = {}
+        admitted: list[EventT] = []
+        positions: _Marks = {}
+        gaps: _Marks = {}
+        for event in events:
+            message = event.message
+            tp = (message.topic, message.partition)
+            if tp not in expected:
+                expected[tp] = self._stored_position(tp)
+            verdict = classify(expected[tp], message.offset)
+            if verdict == "ahead":
+                want = expected[tp]
+                assert want is not None
+                gaps.setdefault(tp, (want, event))
+                metrics.INPUT_RECORDS_AHEAD.labels(topic=message.topic).inc()
+                continue
+            if verdict == "next":
+                expected[tp] = message.offset + 1
+                positions[tp] = (message.offset + 1, event)
+                self.rewinds.arrived(tp)
+            admitted.append(event)
+        return admitted, positions, gaps
+
+    async def _rewind(self, gaps: _Marks) -> list[asyncio.Future]:
+        """Seek each partition with a gap back to its expected record (see
+        :mod:`tracker.streams.positions`); return the changelog writes of moved positions."""
+        durable: list[asyncio.Future] = []
+        now = time.monotonic()
+        consumer = self.app.consumer
+        for tp, (target, first_ahead) in gaps.items():
+            topic, partition = tp
+            if not self.rewinds.should_seek(tp, target, now):
+                continue
+            faust_tp = TP(topic, partition)
+            earliest = (await consumer.earliest_offsets(faust_tp)).get(faust_tp)
+            seek_to = target
+            if earliest is not None and earliest > target:
+                seek_to = earliest
+                log.error(
+                    "records %d-%d of %s[%d] were deleted by retention before this worker "
+                    "processed them: counted as lost; give the topic a longer retention than "
+                    "the longest worker outage",
+                    target,
+                    earliest - 1,
+                    topic,
+                    partition,
+                )
+            elif self.rewinds.exhausted(tp, target):
+                seek_to = first_ahead.message.offset
+                log.error(
+                    "records %d-%d of %s[%d] never arrived after %d seeks: counted as lost (is a "
+                    "transactional producer writing this topic? its offsets are not contiguous)",
+                    target,
+                    seek_to - 1,
+                    topic,
+                    partition,
+                    self.rewinds.max_seeks,
+                )
+            if seek_to != target:
+                metrics.INPUT_RECORDS_LOST.labels(topic=topic).inc(seek_to - target)
+                durable.append(self._set_position(tp, seek_to, first_ahead))
+                self.rewinds.arrived(tp)
+            else:
+                log.warning(
+                    "the consumer skipped records of %s[%d] from offset %d (first seen: %d); "
+                    "seeking back to process them",
+                    topic,
+                    partition,
+                    target,
+                    first_ahead.message.offset,
+                )
+                metrics.INPUT_REWINDS.labels(topic=topic).inc()
+            await consumer.seek(faust_tp, seek_to)
+        _current_event.set(None)
+        return durable
+
+    async def retry_rewinds(self) -> None:
+        for (topic, partition), target in self.rewinds.due(time.monotonic()):
+            if (topic, partition) not in self._assigned():
+                self.rewinds.arrived((topic, partition))  # no longer ours: its new owner checks
+                continue
+            log.warning("seeking %s[%d] back to %d again", topic, partition, target)
+            metrics.INPUT_REWINDS.labels(topic=topic).inc()
+            await self.app.consumer.seek(TP(topic, partition), target)
+
+    def _assigned(self) -> set[TopicPartition]:
+        return {(tp.topic, tp.partition) for tp in self.app.consumer.assignment()}
+
+    def _set_position(self, tp: TopicPartition, next_offset: int, event: EventT) -> asyncio.Future:
+        """Store a partition's position in the table and its changelog (``event`` is a record of
+        that partition: Faust places the change by it)."""
+        key, position = position_key(*tp), InputPosition(next_offset)
+        _current_event.set(weakref.ref(event))
+        self.table.data[key] = position
+        return self.table.send_changelog(event.message.partition, key, position)
 
     # --- 1. fold ----------------------------------------------------------------------------
 
@@ -300,6 +432,9 @@ class VisitorProcessor:
             if key in store:
                 del store[key]
             durable.append(table.send_changelog(event.message.partition, key, None, value_serializer="raw"))
+        # After the states: a position restored from the changelog implies the states it covers.
+        for tp, (next_offset, event) in batch.positions.items():
+            durable.append(self._set_position(tp, next_offset, event))
         _current_event.set(None)
         return durable
 
@@ -402,7 +537,7 @@ class VisitorProcessor:
         for n, (key, state) in enumerate(list(self.table.items())):
             if n % 1000 == 999:
                 await asyncio.sleep(0)  # a big table must not stall the event loop
-            if state is None or state.partition not in active:
+            if not isinstance(state, VisitorState) or state.partition not in active:
                 continue
             keys_count += 1
             idle = state.idle_session(now, gap_ms)
@@ -432,7 +567,9 @@ class VisitorProcessor:
             pipe = self.redis.pipeline(transaction=False)
             ttl = self.settings.profile_retention_seconds
             for key, state in list(self.table.items()):
-                if state is None or state.profile is None or state.partition not in active:
+                if not isinstance(state, VisitorState) or state.profile is None:
+                    continue
+                if state.partition not in active:
                     continue
                 site_id, visitor_id = split_key(key)
                 pipe.set(keys.profile(site_id, visitor_id), self._project(state), ex=ttl)
