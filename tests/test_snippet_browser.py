@@ -389,6 +389,10 @@ def test_collector_down_then_up_loses_nothing_and_sends_nothing_twice(
         browser("waitFor", expr=f"({QUEUED})(4)")
     finally:
         product.start("collector")
+    # The page retries on its own once the collector answers (backoff of a few seconds here).
+    # Reloading while that retry is in flight would be a legitimate duplicate (at-least-once:
+    # an unanswered request is sent again; the worker drops it by event id), not what this checks.
+    browser.wait_queue_empty(timeout=45_000)
     browser("reload")
     browser.wait_queue_empty()
     events = kafka.wait_for(site, lambda evs: len(evs) >= 6)

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULTS, parseConfig } from '../src/core/config';
+import { DEFAULTS, parseConfig as parseWithWarn } from '../src/core/config';
+
+/** The configuration (or null) and the warnings given while parsing it. */
+function parseConfig(input: unknown) {
+  const warnings: string[] = [];
+  const config = parseWithWarn(input, (m) => warnings.push(m));
+  return config ? { config, warnings } : { error: warnings[0] };
+}
 
 describe('parseConfig', () => {
   it('needs a valid site id', () => {

@@ -59,18 +59,15 @@ const event = (type = 'page_view'): TrackedEvent => ({
   visitor_id: 'visitor-1234',
 });
 
-function tab(store: Store, w: Window, name: string, extra: Partial<Parameters<typeof createDelivery>[0]> = {}): Delivery {
+type Options = Parameters<typeof createDelivery>[0];
+
+function tab(store: Store, w: Window, name: string, cfg: Partial<Options['cfg']> = {}, extra: Partial<Options> = {}): Delivery {
   return createDelivery({
     w,
     store,
-    url: 'https://c.example/v1/events',
-    site: 'shop',
+    cfg: { collector: 'https://c.example', site: 'shop', serverCookie: false, batchSize: 10, batchMs: 1000, maxQueue: 50, ...cfg },
     recorded: () => false,
-    credentials: 'omit',
     tab: name,
-    batchSize: 10,
-    batchMs: 1000,
-    maxQueue: 50,
     warn: () => {},
     onDropped: () => {},
     ...extra,
@@ -187,7 +184,7 @@ describe('the persistent queue', () => {
     const store = memoryStore();
     const { w, calls } = fakeWindow();
     const dropped: number[] = [];
-    const d = tab(store, w, 'a', { maxQueue: 10, batchSize: 100, onDropped: (c) => dropped.push(c) });
+    const d = tab(store, w, 'a', { maxQueue: 10, batchSize: 100 }, { onDropped: (c) => dropped.push(c) });
     const first = event();
     d.enqueue(first);
     for (let i = 0; i < 12; i++) {

@@ -11,9 +11,11 @@
  * stays queued for the next page.
  */
 
+import type { Config } from '../core/config';
 import type { TrackedEvent } from '../core/events';
 import { type Item, MAX_BODY_BYTES, MAX_EVENT_BYTES, batchBody, envelope, mayAdopt, overflow, planBatches, utf8Length } from '../core/queue';
 import { DEFAULT_BACKOFF, backoffDelay, formatHealth, parseHealth, parseRetryAfter, trustUnanswered, verdict } from '../core/retry';
+import { fetchWithin } from './net';
 import { PREFIX, type Store } from './storage';
 
 const QUEUE = `${PREFIX}q:`;
@@ -39,17 +41,11 @@ interface Rec extends Item {
 export interface DeliveryOptions {
   w: Window;
   store: Store;
-  /** `POST` target: the collector's `/v1/events`. */
-  url: string;
-  site: string;
+  /** The collector (`POST /v1/events`), the site, and the batching options. */
+  cfg: Pick<Config, 'collector' | 'site' | 'serverCookie' | 'batchSize' | 'batchMs' | 'maxQueue'>;
   /** Whether the visitor's consent is a recorded, explicit choice (see {@link envelope}). */
   recorded(): boolean;
-  /** `include` when the collector sets the visitor cookie: its answers may then store it. */
-  credentials: RequestCredentials;
   tab: string;
-  batchSize: number;
-  batchMs: number;
-  maxQueue: number;
   warn(message: string): void;
   /** Called after a delivery with how many events were dropped from a full queue since the last report. */
   onDropped(count: number): void;
@@ -69,7 +65,8 @@ export interface Delivery {
 }
 
 export function createDelivery(opt: DeliveryOptions): Delivery {
-  const { w, store, tab, url } = opt;
+  const { w, store, tab, cfg } = opt;
+  const url = `${cfg.collector}/v1/events`;
   const nav = w.navigator;
   // Used when storage refuses a write (full, disabled): this page still sends the event.
   const memory = new Map<string, Rec>();
@@ -83,8 +80,17 @@ export function createDelivery(opt: DeliveryOptions): Delivery {
   let generation = 0;
 
   const now = () => Date.now();
-  const head = (consent: string) => envelope(opt.site, consent, opt.recorded());
+  const head = (consent: string) => envelope(cfg.site, consent, opt.recorded());
   const room = () => MAX_BODY_BYTES - utf8Length(head('granted'));
+  // text/plain is CORS-safelisted: no preflight round trip before each batch.
+  const postInit = (body: string): RequestInit => ({
+    method: 'POST',
+    body,
+    headers: { 'Content-Type': 'text/plain' },
+    // The collector sets its visitor cookie on its answers only when asked to keep one.
+    credentials: cfg.serverCookie ? 'include' : 'omit',
+    keepalive: true,
+  });
   const setHealth = (ok: boolean) => store.set(HEALTH, formatHealth({ ok, at: now() }));
 
   function write(r: Rec): void {
@@ -180,22 +186,11 @@ export function createDelivery(opt: DeliveryOptions): Delivery {
     sending = true;
     const gen = generation;
     for (const r of batch) inflight.set(r.id, r);
-    const abort = typeof AbortController === 'function' ? new AbortController() : null;
-    const timeout = setTimeout(() => abort?.abort(), REQUEST_TIMEOUT_MS);
     const done = (status: number | null, retryAfter: string | null) => {
-      clearTimeout(timeout);
       if (gen === generation) settle(batch, status, retryAfter);
     };
     try {
-      w.fetch(url, {
-        method: 'POST',
-        body: batchBody(batch, now(), head('granted')),
-        // text/plain is CORS-safelisted: no preflight round trip before each batch.
-        headers: { 'Content-Type': 'text/plain' },
-        credentials: opt.credentials,
-        keepalive: true,
-        signal: abort?.signal,
-      }).then(
+      fetchWithin(w, url, postInit(batchBody(batch, now(), head('granted'))), REQUEST_TIMEOUT_MS).then(
         (res) => done(res.status, res.headers.get('Retry-After')),
         () => done(null, null),
       );
@@ -239,7 +234,7 @@ export function createDelivery(opt: DeliveryOptions): Delivery {
   function beacon(body: string): boolean {
     try {
       if (nav.sendBeacon) return nav.sendBeacon(url, body);
-      w.fetch(url, { method: 'POST', body, headers: { 'Content-Type': 'text/plain' }, credentials: opt.credentials, keepalive: true }).catch(() => {});
+      w.fetch(url, postInit(body)).catch(() => {});
       return true;
     } catch {
       return false; // over the keepalive quota, or no way to send
@@ -254,14 +249,14 @@ export function createDelivery(opt: DeliveryOptions): Delivery {
       }
       if (beat === undefined) startBeat();
       write({ id: event.event_id, ts: event.ts, json, o: tab, a: 0 });
-      if (store.keys(QUEUE).length + memory.size > opt.maxQueue) {
-        const victims = overflow(all(), opt.maxQueue);
+      if (store.keys(QUEUE).length + memory.size > cfg.maxQueue) {
+        const victims = overflow(all(), cfg.maxQueue);
         remove(victims);
         store.set(DROPPED, String((Number(store.get(DROPPED)) || 0) + victims.length));
       }
       const own = sendable(now(), false)[0].length;
-      if (own >= opt.batchSize) flush();
-      else schedule(opt.batchMs);
+      if (own >= cfg.batchSize) flush();
+      else schedule(cfg.batchMs);
     },
     flush() {
       if (beat === undefined) startBeat();

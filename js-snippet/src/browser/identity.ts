@@ -10,6 +10,7 @@
 
 import type { Config } from '../core/config';
 import { formatSession, isId, parseSession, touchSession } from '../core/ids';
+import { fetchWithin } from './net';
 import { PREFIX, type Store, readCookie, writeCookie } from './storage';
 
 const MIRROR = `${PREFIX}id`;
@@ -39,14 +40,10 @@ export function createIdentity(w: Window, store: Store, cfg: Config, newId: () =
       return isId(mirror) ? mirror : null;
     },
     fromServer(timeoutMs) {
-      const abort = new AbortController();
-      const timer = setTimeout(() => abort.abort(), timeoutMs);
-      return w
-        .fetch(idUrl, { credentials: 'include', signal: abort.signal })
+      return fetchWithin(w, idUrl, { credentials: 'include' }, timeoutMs)
         .then((res) => (res.ok ? res.json() : null))
         .then((body) => (body && isId(body.visitor_id) ? (body.visitor_id as string) : null))
-        .catch(() => null)
-        .finally(() => clearTimeout(timer));
+        .catch(() => null);
     },
     keep(id) {
       store.set(MIRROR, id);

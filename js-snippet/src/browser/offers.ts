@@ -6,6 +6,7 @@
 
 import type { Config } from '../core/config';
 import type { Track } from './auto';
+import { fetchWithin } from './net';
 
 const STATE = 'data-offer-state';
 
@@ -22,20 +23,15 @@ export function fillSlots(w: Window, cfg: Config, visitor: string, track: Track)
   slots.forEach((el) => {
     const slot = el.getAttribute('data-offer-slot') || '';
     el.setAttribute(STATE, 'loading');
-    const abort = new AbortController();
-    const timeout = setTimeout(() => abort.abort(), cfg.offerTimeoutMs);
     const q = (k: string, v: string) => `${k}=${encodeURIComponent(v)}`;
-    w.fetch(`${cfg.offers}/v1/offers?${q('site', cfg.site)}&${q('visitor', visitor)}&${q('slot', slot)}`, {
-      credentials: 'omit',
-      signal: abort.signal,
-    })
+    const url = `${cfg.offers}/v1/offers?${q('site', cfg.site)}&${q('visitor', visitor)}&${q('slot', slot)}`;
+    fetchWithin(w, url, { credentials: 'omit' }, cfg.offerTimeoutMs)
       .then((res) => (res.ok ? res.json() : Promise.reject(new Error(`HTTP ${res.status}`))))
       .then(
         (answer: OfferAnswer) => render(w, el, slot, answer, track),
         () => el.setAttribute(STATE, 'error'), // the slot keeps whatever the page put in it
       )
-      .catch(() => el.setAttribute(STATE, 'error'))
-      .finally(() => clearTimeout(timeout));
+      .catch(() => el.setAttribute(STATE, 'error'));
   });
   return slots.length;
 }

@@ -22,15 +22,16 @@ export function attempt<T>(fn: () => T, fallback: T): T {
 }
 
 export function localStore(w: Window): Store {
-  // Reading the property itself throws when storage is disabled.
-  const ls = (): Storage | null => attempt(() => w.localStorage, null);
+  // Reading the property itself throws when storage is disabled (and it may be null):
+  // every use is inside attempt().
+  const ls = (): Storage => w.localStorage;
   return {
-    get: (key) => attempt(() => (ls() as Storage).getItem(key), null),
-    set: (key, value) => attempt(() => ((ls() as Storage).setItem(key, value), true), false),
-    del: (key) => attempt(() => (ls() as Storage).removeItem(key), undefined),
+    get: (key) => attempt(() => ls().getItem(key), null),
+    set: (key, value) => attempt(() => (ls().setItem(key, value), true), false),
+    del: (key) => attempt(() => ls().removeItem(key), undefined),
     keys: (prefix) =>
       attempt(() => {
-        const s = ls() as Storage;
+        const s = ls();
         const out: string[] = [];
         for (let i = 0; i < s.length; i++) {
           const k = s.key(i);

@@ -4,7 +4,7 @@
  * Nothing here throws into the host page: every entry point is guarded.
  */
 
-import { type Config, parseConfig } from '../core/config';
+import { type Config, has, parseConfig } from '../core/config';
 import { type ConsentState, changeConsent, effectiveConsent, isConsentState } from '../core/consent';
 import { type Draft, type Fields, buildDraft, finalize } from '../core/events';
 import { uuid4 } from '../core/uuid';
@@ -42,7 +42,8 @@ export function createTracker(w: Window): Tracker {
   let recorded = false;
   let visitor: string | null = null;
   let resolving = false;
-  let identity: Identity | null = null;
+  // Made by init (it only reads and writes storage when asked to).
+  let identity: Identity;
   let delivery: Delivery | null = null;
   let referrer = d.referrer;
   // An id for offer requests made without consent: per page, never stored, never an event's.
@@ -73,17 +74,10 @@ export function createTracker(w: Window): Tracker {
   const refusalSignal = () =>
     nav.doNotTrack === '1' || (w as unknown as { doNotTrack?: string }).doNotTrack === '1' || nav.globalPrivacyControl === true;
 
-  function draft(type: string, fields?: Fields): Draft | null {
-    const r = buildDraft(type, fields, { event_id: newId(), ts: Date.now(), url: w.location.href, referrer });
-    if ('error' in r) {
-      warn(r.error);
-      return null;
-    }
-    for (const name of r.omitted) warn(`${type}: ${name} is invalid; left out`);
-    return r.draft;
-  }
+  const draft = (type: string, fields?: Fields): Draft | null =>
+    buildDraft(type, fields, { event_id: newId(), ts: Date.now(), url: w.location.href, referrer }, warn);
 
-  const final = (dr: Draft) => finalize(dr, (cfg as Config).site, visitor as string, (identity as Identity).session(dr.ts));
+  const final = (dr: Draft) => finalize(dr, (cfg as Config).site, visitor as string, identity.session(dr.ts));
 
   const track = safe((type: string, fields?: Fields) => {
     if (!cfg || consent === 'denied') return;
@@ -95,7 +89,7 @@ export function createTracker(w: Window): Tracker {
 
   /** Consent granted and the id known: store it, send what was held and what earlier pages left. */
   function begin(id: string): void {
-    if (!identity || !delivery) return;
+    if (!delivery) return;
     visitor = identity.keep(id);
     const drafts = held;
     held = [];
@@ -104,31 +98,25 @@ export function createTracker(w: Window): Tracker {
   }
 
   function start(c: Config): void {
-    const ids = (identity = identity || createIdentity(w, store, c, newId));
     delivery =
       delivery ||
       createDelivery({
         w,
         store,
-        url: `${c.collector}/v1/events`,
-        site: c.site,
+        cfg: c,
         recorded: () => recorded,
-        credentials: c.serverCookie ? 'include' : 'omit',
         tab,
-        batchSize: c.batchSize,
-        batchMs: c.batchMs,
-        maxQueue: c.maxQueue,
         warn,
         onDropped: (count) => track('custom', { name: 'tracker.dropped', properties: { count } }),
       });
-    const local = ids.stored();
+    const local = identity.stored();
     if (local || !c.serverCookie) return begin(local || newId());
     if (resolving) return;
     resolving = true;
-    ids.fromServer(ID_TIMEOUT_MS).then(
+    identity.fromServer(ID_TIMEOUT_MS).then(
       safe((id: string | null) => {
         resolving = false;
-        if (consent === 'granted' && !visitor) begin(id || ids.stored() || newId());
+        if (consent === 'granted' && !visitor) begin(id || identity.stored() || newId());
       }),
     );
   }
@@ -147,7 +135,7 @@ export function createTracker(w: Window): Tracker {
     if (change.dropHeld) held = [];
     if (change.wipe) {
       delivery?.stop();
-      (identity || createIdentity(w, store, c, newId)).wipe();
+      identity.wipe();
       visitor = null;
     }
     consent = change.to;
@@ -165,14 +153,13 @@ export function createTracker(w: Window): Tracker {
   function init(options: unknown): void {
     if (cfg) return warn('init was called more than once; the first configuration stays');
     if (typeof w.fetch !== 'function') return warn('this browser has no fetch(); tracking is off');
-    const parsed = parseConfig(options);
-    if ('error' in parsed) return warn(parsed.error);
-    parsed.warnings.forEach(warn);
-    const c = parsed.config;
+    const c = parseConfig(options, warn);
+    if (!c) return;
     cfg = c;
     consent = effectiveConsent(c.consent, c.consentRecorded, refusalSignal());
     recorded = consent === 'granted' && c.consentRecorded;
-    if (consent === 'denied') createIdentity(w, store, c, newId).wipe(); // what an earlier consent left
+    identity = createIdentity(w, store, c, newId);
+    if (consent === 'denied') identity.wipe(); // what an earlier consent left
     if (consent === 'granted') start(c);
 
     // Exit: visibilitychange covers mobile (pagehide may never come); pagehide covers navigation.
@@ -222,8 +209,8 @@ export function createTracker(w: Window): Tracker {
   };
 
   function run(args: ArrayLike<unknown>): void {
-    const [name, ...rest] = Array.prototype.slice.call(args) as [unknown, ...unknown[]];
-    const command = typeof name === 'string' && Object.prototype.hasOwnProperty.call(COMMANDS, name) ? COMMANDS[name] : null;
+    const [name, ...rest] = Array.from(args);
+    const command = typeof name === 'string' && has(COMMANDS, name) ? COMMANDS[name] : null;
     if (!command) return warn(`unknown call tracker(${JSON.stringify(name)}); see the snippet's README`);
     if (!cfg && name !== 'init') {
       if (early.length < MAX_EARLY) early.push(args);

@@ -55,52 +55,56 @@ export const DEFAULTS: Omit<Config, 'site'> = {
 };
 
 const SITE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
-const COOKIE = /^[A-Za-z0-9_]{1,32}$/;
-const DOMAIN = /^\.?[a-z0-9.-]{1,253}$/i;
-// [min, max] of the numeric options: values outside are refused, not clamped silently.
-const RANGES: Record<string, [number, number]> = {
-  cookieDays: [1, 395],
-  sessionMinutes: [1, 24 * 60],
-  pingSeconds: [0, 300],
-  batchSize: [1, 100],
-  batchMs: [0, 60_000],
-  maxQueue: [10, 5000],
-  offerTimeoutMs: [100, 60_000],
-};
 
-const trimSlash = (u: string) => u.replace(/\/+$/, '');
+/** Whether `key` is an own property of `table` (not one inherited, such as `toString`). */
+export const has = (table: object, key: string): boolean => Object.prototype.hasOwnProperty.call(table, key);
+
+type Check = (v: unknown) => boolean;
+const isString: Check = (v) => typeof v === 'string';
+const isBoolean: Check = (v) => typeof v === 'boolean';
+const matches = (re: RegExp): Check => (v) => isString(v) && re.test(v as string);
+const orNull = (check: Check): Check => (v) => v === null || check(v);
+// Numbers outside their range are refused, not clamped silently.
+const inRange = (min: number, max: number): Check => (v) => typeof v === 'number' && v >= min && v <= max;
+
+/** What a valid value of each option is (its default is in {@link DEFAULTS}). */
+const CHECKS: Record<keyof typeof DEFAULTS, Check> = {
+  collector: orNull(isString),
+  offers: orNull(isString),
+  consent: isConsentState,
+  consentRecorded: isBoolean,
+  cookieName: matches(/^[A-Za-z0-9_]{1,32}$/),
+  cookieDays: inRange(1, 395),
+  cookieDomain: orNull(matches(/^\.?[a-z0-9.-]{1,253}$/i)),
+  serverCookie: isBoolean,
+  sessionMinutes: inRange(1, 24 * 60),
+  pageViews: isBoolean,
+  pingSeconds: inRange(0, 300),
+  outboundLinks: isBoolean,
+  batchSize: inRange(1, 100),
+  batchMs: inRange(0, 60_000),
+  maxQueue: inRange(10, 5000),
+  offerTimeoutMs: inRange(100, 60_000),
+};
 
 /**
  * The configuration, with a warning for each option left at its default because it
- * was unknown or invalid; or an error when there is no valid site id.
+ * was unknown or invalid; or null (and a warning) when there is no valid site id.
  */
-export function parseConfig(input: unknown): { config: Config; warnings: string[] } | { error: string } {
+export function parseConfig(input: unknown, warn: (message: string) => void): Config | null {
   const o = (input && typeof input === 'object' ? input : {}) as Record<string, unknown>;
-  if (typeof o.site !== 'string' || !SITE.test(o.site)) return { error: 'init: site must be a site id like "my-shop"' };
-  const c: Config = { ...DEFAULTS, site: o.site };
-  const warnings: string[] = [];
+  if (!matches(SITE)(o.site)) {
+    warn('init: site must be a site id like "my-shop"');
+    return null;
+  }
+  const c = { ...DEFAULTS, site: o.site } as Config & Record<string, unknown>;
   for (const [key, value] of Object.entries(o)) {
     if (key === 'site' || value === undefined) continue;
-    const def = (DEFAULTS as unknown as Record<string, unknown>)[key];
-    const range = RANGES[key];
-    const ok =
-      key === 'consent'
-        ? isConsentState(value)
-        : key === 'cookieName'
-          ? typeof value === 'string' && COOKIE.test(value)
-          : key === 'cookieDomain'
-            ? value === null || (typeof value === 'string' && DOMAIN.test(value))
-            : key === 'collector' || key === 'offers'
-              ? value === null || typeof value === 'string'
-              : range
-                ? typeof value === 'number' && value >= range[0] && value <= range[1]
-                : def !== undefined && typeof value === typeof def;
-    if (!ok) {
-      warnings.push(`init: option ${key} is ${def === undefined && !range ? 'unknown' : 'invalid'}; using the default`);
-      continue;
-    }
-    const url = typeof value === 'string' && (key === 'collector' || key === 'offers');
-    (c as unknown as Record<string, unknown>)[key] = url ? trimSlash(value) : value;
+    const known = has(CHECKS, key);
+    if (known && CHECKS[key as keyof typeof CHECKS](value)) {
+      // Base URLs without their trailing slashes.
+      c[key] = key === 'collector' || key === 'offers' ? value && (value as string).replace(/\/+$/, '') : value;
+    } else warn(`init: option ${key} is ${known ? 'invalid' : 'unknown'}; using the default`);
   }
-  return { config: c, warnings };
+  return c;
 }

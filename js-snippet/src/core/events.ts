@@ -53,7 +53,8 @@ const SPECS: Record<string, string> = {
   custom: 'name:X! properties:O',
 };
 
-export const EVENT_TYPES = Object.keys(SPECS);
+/** The event types calls can make (those of the collector's schema). */
+export const EVENT_TYPES = /* @__PURE__ */ Object.keys(SPECS);
 
 const text = (max: number) => (v: unknown) => (typeof v === 'string' && v ? v.slice(0, max) : undefined);
 const match = (re: RegExp, max: number) => (v: unknown) => {
@@ -101,9 +102,9 @@ const KINDS: Record<string, (v: unknown) => unknown> = {
 
 /**
  * The fields of `spec` taken from `input`, or an error message naming the bad field.
- * The names of invalid optional fields, left out, are pushed to `omitted`.
+ * Invalid optional fields are left out, each with a warning.
  */
-function pick(what: string, spec: string, input: unknown, omitted: string[] = []): Fields | string {
+function pick(what: string, spec: string, input: unknown, warn?: (message: string) => void): Fields | string {
   const src = (input && typeof input === 'object' ? input : {}) as Fields;
   const out: Fields = {};
   for (const part of spec.split(' ')) {
@@ -117,25 +118,26 @@ function pick(what: string, spec: string, input: unknown, omitted: string[] = []
     const value = KINDS[kind[0]](raw);
     if (value !== undefined) out[name] = value;
     else if (required) return `${what}: ${name} is invalid`;
-    else omitted.push(name);
+    else warn?.(`${what}: ${name} is invalid; left out`);
   }
   return out;
 }
 
 /**
- * A draft of a `type` event from the site's fields, with the names of the invalid
- * optional fields left out; or an error message (never throws).
+ * A draft of a `type` event from the site's fields, or null when a required field is
+ * missing or invalid (never throws). Every refusal or omission is passed to `warn`.
  */
-export function buildDraft(type: string, fields: unknown, base: Base): { draft: Draft; omitted: string[] } | { error: string } {
+export function buildDraft(type: string, fields: unknown, base: Base, warn: (message: string) => void): Draft | null {
   const spec = SPECS[type];
-  if (spec === undefined) return { error: `unknown event type "${type}"` };
-  const omitted: string[] = [];
-  const picked = pick(type, spec, fields, omitted);
-  if (typeof picked === 'string') return { error: picked };
+  const picked = spec === undefined ? `unknown event type "${type}"` : pick(type, spec, fields, warn);
+  if (typeof picked === 'string') {
+    warn(picked);
+    return null;
+  }
   const draft: Draft = { type, event_id: base.event_id, ts: base.ts };
   if (base.url) draft.url = base.url.slice(0, 2048);
   if (base.referrer) draft.referrer = base.referrer.slice(0, 2048);
-  return { draft: Object.assign(draft, picked), omitted };
+  return Object.assign(draft, picked);
 }
 
 /** The event the collector receives: the draft plus the ids it could only get after consent. */
