@@ -25,9 +25,6 @@ snapshot's ``meta``, written by the shell that publishes it.
 
 >>> from tracker.models.learner import ClickModel
 >>> from tracker.models.rewards import Reward
-
-if TYPE_CHECKING:
-    from tracker.settings import Settings
 >>> trainer = Trainer(ClickModel(), publish_every_updates=2, publish_every_ms=60_000)
 >>> r = Reward("d1", "shop", "visitor-0001", "run", "home-hero", 0, 1, 0.9, None, False,
 ...            {"run": 1.0}, True, True, 0.0)

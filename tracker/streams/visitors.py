@@ -127,6 +127,10 @@ class VisitorProcessor:
         self._acking: set[asyncio.Future] = set()
         self._mismatch_logged = False
         self.rewinds = Rewinds()
+        # Zero series from the start, so dashboards and alerts see 0, not "no data".
+        for topic in (settings.topic_events, *control_topic.topics):
+            for counter in (metrics.INPUT_RECORDS_AHEAD, metrics.INPUT_REWINDS, metrics.INPUT_RECORDS_LOST):
+                counter.labels(topic=topic)
 
     @property
     def redis(self) -> Redis:
