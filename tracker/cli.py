@@ -199,6 +199,13 @@ def up(
     ] = 0,
     kafka_port: Annotated[int, typer.Option(help="Kafka port; 0 picks a free one.")] = 0,
     redis_port: Annotated[int, typer.Option(help="Redis port; 0 picks a free one.")] = 0,
+    live: Annotated[
+        bool,
+        typer.Option(
+            help="Show the product's figures from its /metrics: redrawn every 2 s on a terminal, "
+            "else one line every 10 s."
+        ),
+    ] = True,
 ) -> None:
     """Run the whole product on the local stack: Kafka, Redis, collector, worker, offer API."""
     from tracker.local import run_local_product
@@ -214,6 +221,7 @@ def up(
                 rate=rate,
                 duration=duration,
                 echo=typer.echo,
+                live=live,
             )
     except KeyboardInterrupt:
         typer.echo("\nstopped: every process of the local stack has exited.")

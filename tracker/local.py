@@ -12,6 +12,7 @@ from pathlib import Path
 from tracker.devstack.process import free_port, port_is_free
 from tracker.devstack.services import ALL_SERVICES, ServiceProcess
 from tracker.devstack.stack import LocalStack
+from tracker.live.monitor import LiveMonitor, metrics_urls
 from tracker.settings import Settings, SiteConfig
 from tracker.sim.driver import run_simulation
 
@@ -51,6 +52,7 @@ def run_local_product(
     duration: float,
     echo: Callable[[str], None],
     log_dir: Path | None = None,
+    live: bool = False,
 ) -> None:
     log_dir = log_dir or Path.cwd() / "var" / "log" / time.strftime("%Y%m%d-%H%M%S")
     echo("Starting Kafka (KRaft) and Redis on loopback...")
@@ -59,6 +61,7 @@ def run_local_product(
         service_settings = service_ports(stack.service_settings())
         services = [ServiceProcess(name, service_settings, log_dir) for name in ALL_SERVICES]
         started: list[ServiceProcess] = []
+        monitor: LiveMonitor | None = None
         try:
             for service in services:
                 echo(f"Starting the {service.service}...")
@@ -76,6 +79,11 @@ def run_local_product(
                 f"  logs        {log_dir}\n"
                 "Ctrl-C stops everything.\n"
             )
+            if live:
+                monitor = LiveMonitor(metrics_urls(s), echo=echo)
+                monitor.start()
+            # While the live view draws, the simulation's lines go above its block.
+            sim_echo = monitor.echo if monitor is not None else echo
             if simulate:
                 asyncio.run(
                     run_simulation(
@@ -85,7 +93,7 @@ def run_local_product(
                         visitors=visitors,
                         rate=rate,
                         duration=duration,
-                        echo=echo,
+                        echo=sim_echo,
                     )
                 )
             elif duration > 0:
@@ -93,6 +101,8 @@ def run_local_product(
             else:
                 threading.Event().wait()
         finally:
+            if monitor is not None:
+                monitor.stop()  # before the services go: no figures from half-stopped ones
             echo("Stopping services...")
             for service in reversed(started):
                 service.stop()
