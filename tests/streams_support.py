@@ -46,6 +46,7 @@ def isolated_settings(stack: Any, **overrides: Any) -> Settings:
         "topic_events": f"t5-{tag}-events",
         "topic_sessions": f"t5-{tag}-sessions",
         "topic_erasures": f"t5-{tag}-erasures",
+        "topic_decisions": f"t5-{tag}-decisions",
     }
     admin = KafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap, client_id="tracker-tests")
     try:

@@ -50,3 +50,17 @@ def segments_model(app_id: str, version: int) -> str:
     """String (JSON): segment centroids, version ``version`` (immutable once written; old
     versions expire). Writer: the segment learner. Readers: stream workers, dashboards."""
     return f"{PREFIX}:segments:{{{app_id}}}:model:{version}"
+
+
+def click_model_current(app_id: str) -> str:
+    """String: the version of the click model to decide with (a pointer swapped after the
+    versioned snapshot is written). Writer: the trainer (stream worker owning the rewards
+    partition). Reader: the offer API."""
+    return f"{PREFIX}:model:{{{app_id}}}:click:current"
+
+
+def click_model(app_id: str, version: str) -> str:
+    """String (JSON, :func:`tracker.models.learner.encode_snapshot`): click model snapshot
+    ``version`` (immutable once written; old versions expire). Writer: the trainer. Reader:
+    the offer API (on a new pointer), a restarted trainer."""
+    return f"{PREFIX}:model:{{{app_id}}}:click:{version}"

@@ -240,6 +240,8 @@ class Settings(BaseSettings):
 
     # How long after a decision its impression, click and purchases count towards its reward.
     attribution_window_seconds: float = Field(default=1800.0, gt=0, le=7 * 24 * 3600)
+    # Extra wait after the window for feedback events still on their way, before the reward is final.
+    attribution_lateness_seconds: float = Field(default=60.0, ge=0, le=24 * 3600)
 
     # SGD step of the click model, and how often its one trainer publishes a snapshot.
     model_learning_rate: float = Field(default=0.05, gt=0, le=1)

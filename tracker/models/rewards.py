@@ -81,8 +81,12 @@ class AttributionConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AttributionConfig:
-        """The window of ``TRACKER_ATTRIBUTION_WINDOW_SECONDS``; the other bounds keep their defaults."""
-        return cls(window_ms=int(settings.attribution_window_seconds * 1000))
+        """``TRACKER_ATTRIBUTION_WINDOW_SECONDS`` and ``..._LATENESS_SECONDS``; the other bounds keep
+        their defaults."""
+        return cls(
+            window_ms=int(settings.attribution_window_seconds * 1000),
+            lateness_ms=int(settings.attribution_lateness_seconds * 1000),
+        )
 
     def __post_init__(self) -> None:
         if self.window_ms <= 0:

@@ -160,6 +160,11 @@ class Trainer:
             # alarm can ring before drift_slow rewards of it were seen.
             self._watched = 0
 
+    @property
+    def unpublished(self) -> int:
+        """Rewards learned since the last snapshot was published."""
+        return self._since_publish
+
     def should_publish(self, *, now_ms: int) -> bool:
         """Whether enough was learned, or enough time passed, to publish a new snapshot."""
         if self._since_publish == 0:

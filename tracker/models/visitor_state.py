@@ -17,6 +17,11 @@ Why each part is there:
   higher revision, and a session already emitted in its final form is not
   emitted twice. The profile never depends on the sweep, so it stays a
   deterministic function of the events.
+- ``rewards``: the reward join of the offers shown to this visitor
+  (:class:`~tracker.models.rewards.VisitorRewards` as plain data) and when its next
+  reward falls due; a decision can arrive before the visitor's first event, so a
+  state may hold rewards and no profile (nothing is written to Redis for it, and it
+  goes once its rewards are out).
 - ``erased``: events for an erased visitor are dropped until a ``consent``
   event granting consent *received after* the erasure request; ``requests``
   remembers handled request ids so that a redelivered erasure never erases
@@ -82,6 +87,9 @@ class VisitorState:
     # Tombstone: {"request_id": ..., "requested_at": ms} while the visitor is erased.
     erased: dict[str, Any] | None = None
     requests: list[str] = field(default_factory=list)
+    # VisitorRewards.to_dict() while decisions await their feedback, and its next_due_ms().
+    rewards: dict[str, Any] | None = None
+    rewards_due: int | None = None
 
     @classmethod
     def new(cls, site_id: str, visitor_id: str) -> VisitorState:
@@ -96,6 +104,8 @@ class VisitorState:
         self.partition, self.offset = partition, offset
         event, received_at = tracked.event, tracked.server.received_at
         outcome: Outcome = "applied"
+        if self.profile is None and self.erased is None:
+            self.profile = Profile.new(self.site_id, self.visitor_id)  # held only rewards so far
         if self.erased is not None:
             if not (
                 event.type == EventType.CONSENT
@@ -151,6 +161,8 @@ class VisitorState:
 
     def expired(self, now_ms: int, retention_ms: int) -> bool:
         """Nothing happened for the retention period: the whole entry must go."""
+        if self.profile is None and self.erased is None:
+            return self.rewards is None  # only a reward join: it goes when its rewards are out
         last = self.last_rx
         if self.erased is not None:
             last = max(last, int(self.erased["requested_at"]))
@@ -167,6 +179,7 @@ class VisitorState:
         previous = self.erased["requested_at"] if self.erased else 0
         self.erased = {"request_id": request_id, "requested_at": max(previous, requested_at)}
         self.profile, self.emitted = None, None
+        self.rewards, self.rewards_due = None, None  # their pending rewards are never learned
         return True
 
     # --- table codec (lossless: a restored state folds on exactly like the one in memory) ----
@@ -183,6 +196,8 @@ class VisitorState:
                 "em": self.emitted,
                 "x": self.erased,
                 "req": self.requests,
+                "rw": self.rewards,
+                "due": self.rewards_due,
             }
         )
 
@@ -205,4 +220,6 @@ class VisitorState:
             emitted=data["em"],
             erased=data["x"],
             requests=list(data["req"]),
+            rewards=data.get("rw"),  # absent in states written before rewards were joined
+            rewards_due=data.get("due"),
         )

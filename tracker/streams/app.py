@@ -5,10 +5,14 @@ settings; no broker address, store or port is a literal here.
 
 Agents, tables and timers (``docs/ARCHITECTURE.md`` has the whole picture):
 
-- ``visitors`` agent on ``events`` and the internal control topic: folds each
-  batch into the ``visitors`` table (one :class:`VisitorState` per visitor,
-  changelogged to Kafka) and writes profiles to Redis
+- ``visitors`` agent on ``events``, ``decisions`` and the internal control
+  topic: folds each batch into the ``visitors`` table (one :class:`VisitorState`
+  per visitor, changelogged to Kafka), writes profiles to Redis, and joins each
+  offer decision with its impression, click and purchase into a reward
   (:mod:`tracker.streams.visitors`);
+- ``trainer`` agent on the single-partition rewards topic: the one writer of the
+  click model, publishing snapshots to Redis for the offer API
+  (:mod:`tracker.streams.trainer`);
 - ``erasures`` agent: re-keys each erasure request onto the control topic,
   partitioned like the visitor's events, so it is applied in order with them;
 - ``segments`` agent on the single-partition samples topic: the one learner
@@ -33,6 +37,7 @@ from tracker.settings import Settings
 from tracker.streams import codec, metrics, read_offsets
 from tracker.streams.control import Control, key_partition
 from tracker.streams.segments import LearnerHost, load_snapshot
+from tracker.streams.trainer import TrainerHost
 from tracker.streams.visitors import VisitorProcessor
 
 log = logging.getLogger(__name__)
@@ -57,6 +62,10 @@ def control_topic_name(settings: Settings) -> str:
 
 def samples_topic_name(settings: Settings) -> str:
     return f"{settings.worker_app_id}-segment-samples"
+
+
+def rewards_topic_name(settings: Settings) -> str:
+    return f"{settings.worker_app_id}-rewards"
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -88,6 +97,7 @@ def create_app(settings: Settings) -> faust.App:
     # creates it) feed one agent, so a visitor's changes are applied one at a time, in order.
     visitor_input = app.topic(
         settings.topic_events,
+        settings.topic_decisions,
         control_topic_name(settings),
         internal=True,
         partitions=partitions,
@@ -105,6 +115,13 @@ def create_app(settings: Settings) -> faust.App:
     sessions_topic = app.topic(settings.topic_sessions, key_serializer="raw", value_serializer="raw")
     samples_topic = app.topic(
         samples_topic_name(settings),
+        internal=True,
+        partitions=1,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    rewards_topic = app.topic(
+        rewards_topic_name(settings),
         internal=True,
         partitions=1,
         key_serializer="raw",
@@ -139,6 +156,7 @@ def create_app(settings: Settings) -> faust.App:
         sessions_topic=sessions_topic,
         control_topic=control_topic,
         samples_topic=samples_topic if settings.segments_enabled else None,
+        rewards_topic=rewards_topic,
     )
     app.visitor_processor = processor  # type: ignore[attr-defined]  # for tests and benchmarks
     read_offsets.install(app.consumer, processor.rewinds.target)
@@ -167,6 +185,29 @@ def create_app(settings: Settings) -> faust.App:
                 partition=key_partition(key, count),
             )
             await future  # acknowledged by Kafka before this request is acknowledged
+
+    trainer_redis = Redis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
+    trainer_host = TrainerHost(settings, trainer_redis)
+
+    @app.agent(rewards_topic, name="trainer")
+    async def trainer(stream: faust.StreamT) -> None:
+        """The one click-model writer: whoever owns the single rewards partition."""
+        async for rewards in stream.noack_take(1000, 1.0):
+            try:
+                await trainer_host.learn(stream, list(rewards))
+            except RedisError as exc:
+                log.warning("click model publication failed (%r); will retry", exc)
+
+    @app.timer(interval=1.0)
+    async def publish_click_model() -> None:
+        owned = any(tp.topic == rewards_topic_name(settings) for tp in app.consumer.assignment())
+        if not owned:
+            trainer_host.forget()
+            return
+        try:
+            await trainer_host.tick()
+        except RedisError as exc:
+            log.warning("click model publication failed (%r); will retry", exc)
 
     if settings.segments_enabled:
         learner_redis = Redis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)

@@ -8,7 +8,9 @@ order with the visitor's events:
 
 - ``idle``: the sweep found the visitor's open session idle (close and emit it);
 - ``expire``: nothing happened for the retention period (drop the entry);
-- ``erase``: an erasure request, re-keyed from the ``erasures`` topic.
+- ``erase``: an erasure request, re-keyed from the ``erasures`` topic;
+- ``rewards``: some of the visitor's offer decisions are due (their attribution
+  window closed by ``at``): finish them and emit their rewards.
 
 Internal to the worker (plain JSON with a version ``v``); not an interface.
 """
@@ -24,7 +26,7 @@ from aiokafka.partitioner import murmur2
 from tracker.schema import ErasureRequest
 
 CONTROL_VERSION = 1
-Kind = Literal["idle", "expire", "erase"]
+Kind = Literal["idle", "expire", "erase", "rewards"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +35,7 @@ class Control:
     session_id: str | None = None
     events: int = 0
     erasure: ErasureRequest | None = None
+    at: int = 0  # rewards: the sweep's clock (ms) the due decisions are finished at
 
     def to_bytes(self) -> bytes:
         data: dict[str, Any] = {"v": CONTROL_VERSION, "k": self.kind}
@@ -40,6 +43,8 @@ class Control:
             data |= {"sid": self.session_id, "n": self.events}
         elif self.kind == "erase" and self.erasure is not None:
             data["req"] = self.erasure.model_dump(mode="json")
+        elif self.kind == "rewards":
+            data["at"] = self.at
         return orjson.dumps(data)
 
     @classmethod
@@ -54,6 +59,8 @@ class Control:
             return cls("erase", erasure=ErasureRequest.model_validate(data["req"]))
         if kind == "expire":
             return cls("expire")
+        if kind == "rewards":
+            return cls("rewards", at=int(data["at"]))
         raise ValueError(f"unknown control record kind {kind!r}")
 
 

@@ -90,3 +90,28 @@ INPUT_RECORDS_LOST = Counter(
     "seeks. Alert on any increase.",
     ["topic"],
 )
+DECISIONS_JOINED = Counter(
+    "tracker_worker_decisions_total",
+    "Offer decisions read from the decisions topic: joined (waiting for feedback), ignored "
+    "(redelivered, or nothing shown), erased (visitor erased), invalid.",
+    ["outcome"],
+)
+REWARDS_EMITTED = Counter(
+    "tracker_worker_rewards_total",
+    "Rewards emitted to the trainer once a decision's attribution window closed: by decision "
+    "group (policy, holdout), whether the offer was seen (impressed) and clicked.",
+    ["group", "impressed", "clicked"],
+)
+MODEL_UPDATES = Counter(
+    "tracker_trainer_updates_total",
+    "Rewards read by the trainer: learned, or skipped (redelivered, holdout, never shown).",
+    ["outcome"],
+)
+MODEL_PUBLISHED = Counter(
+    "tracker_trainer_snapshots_published_total",
+    "Click model snapshots published to Redis by the trainer.",
+)
+MODEL_UPDATES_PUBLISHED = Gauge(
+    "tracker_trainer_model_updates",
+    "Rewards learned by the click model in its current published snapshot.",
+)

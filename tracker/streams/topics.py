@@ -19,11 +19,12 @@ CLIENT_ID = "tracker-worker"
 
 def internal_topics(settings: Settings) -> dict[str, TopicShape]:
     """The topics the worker owns (the table changelog is Faust's)."""
-    from tracker.streams.app import control_topic_name, samples_topic_name
+    from tracker.streams.app import control_topic_name, rewards_topic_name, samples_topic_name
 
     return {
         control_topic_name(settings): TopicShape(settings.topic_partitions),
         samples_topic_name(settings): TopicShape(1),
+        rewards_topic_name(settings): TopicShape(1),
     }
 
 

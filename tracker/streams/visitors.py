@@ -42,6 +42,7 @@ from redis.exceptions import RedisError
 
 from tracker import keys
 from tracker.models.profile import ProfileConfig
+from tracker.models.rewards import AttributionConfig, Feedback, Reward, VisitorRewards
 from tracker.models.segments import assign, profile_features
 from tracker.models.sessions import SessionRules
 from tracker.models.visitor_state import VisitorState
@@ -92,6 +93,7 @@ class _Batch:
     # States whose table entry is up to date but whose Redis profile may not be (replays).
     rewrite: dict[bytes, VisitorState] = field(default_factory=dict)
     sessions: list[tuple[bytes, SessionRecord]] = field(default_factory=list)
+    rewards: list[Reward] = field(default_factory=list)
     erasures: list[tuple[bytes, dict[str, Any]]] = field(default_factory=list)
     lifted: set[bytes] = field(default_factory=set)
     received: list[int] = field(default_factory=list)
@@ -111,6 +113,7 @@ class VisitorProcessor:
         sessions_topic: faust.TopicT,
         control_topic: faust.TopicT,
         samples_topic: faust.TopicT | None,
+        rewards_topic: faust.TopicT | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
@@ -118,6 +121,8 @@ class VisitorProcessor:
         self.sessions_topic = sessions_topic
         self.control_topic = control_topic
         self.samples_topic = samples_topic
+        self.rewards_topic = rewards_topic
+        self.attribution = AttributionConfig.from_settings(settings)
         self.config = profile_config(settings)
         self.retention_ms = settings.profile_retention_seconds * 1000
         # Serialises batches with the sweep's and the Redis resync's reads of the table.
@@ -131,6 +136,10 @@ class VisitorProcessor:
         for topic in (settings.topic_events, *control_topic.topics):
             for counter in (metrics.INPUT_RECORDS_AHEAD, metrics.INPUT_REWINDS, metrics.INPUT_RECORDS_LOST):
                 counter.labels(topic=topic)
+        for group in ("policy", "holdout"):
+            for impressed in ("true", "false"):
+                for clicked in ("true", "false"):
+                    metrics.REWARDS_EMITTED.labels(group=group, impressed=impressed, clicked=clicked)
 
     @property
     def redis(self) -> Redis:
@@ -300,7 +309,7 @@ class VisitorProcessor:
 
     def _fold(self, events: Sequence[EventT]) -> _Batch:
         batch = _Batch()
-        events_topic = self.settings.topic_events
+        events_topic, decisions_topic = self.settings.topic_events, self.settings.topic_decisions
         for event in events:
             message = event.message
             key = event.key
@@ -309,6 +318,8 @@ class VisitorProcessor:
                 continue
             if message.topic == events_topic:
                 self._fold_event(batch, event, key)
+            elif message.topic == decisions_topic:
+                self._fold_decision(batch, event, key)
             else:
                 self._fold_control(batch, event, key)
         return batch
@@ -332,6 +343,9 @@ class VisitorProcessor:
         if result.changed:
             batch.changed[key] = (state, event)
             batch.rewrite.pop(key, None)
+            feedback = Feedback.from_event(tracked.event, received_at=tracked.server.received_at)
+            if feedback is not None:
+                self._join(state, lambda rewards: rewards.on_event(feedback))
             batch.received.append(tracked.server.received_at)
             if result.outcome == "reprofiled":
                 batch.lifted.add(key)
@@ -343,6 +357,49 @@ class VisitorProcessor:
             metrics.DUPLICATES_SKIPPED.labels(reason="event_id").inc()
         if result.record is not None:
             batch.sessions.append((key, result.record))
+
+    # --- offer rewards: decisions joined with their impressions, clicks and purchases ---------
+
+    def _join(self, state: VisitorState, change: Any) -> Any:
+        """Apply ``change`` to the visitor's reward join state and store it back."""
+        rewards = (
+            VisitorRewards.from_dict(state.rewards, self.attribution)
+            if state.rewards is not None
+            else VisitorRewards(state.site_id, state.visitor_id, self.attribution)
+        )
+        result = change(rewards)
+        if rewards.idle:
+            state.rewards, state.rewards_due = None, None
+        else:
+            state.rewards, state.rewards_due = rewards.to_dict(), rewards.next_due_ms
+        return result
+
+    def _fold_decision(self, batch: _Batch, event: EventT, key: bytes) -> None:
+        """A record of the ``decisions`` topic: wait for its feedback (a redelivery is ignored)."""
+        try:
+            record = orjson.loads(event.value)
+            site_id, visitor_id = record["site_id"], record["visitor_id"]
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            log.error("unreadable decision record skipped: %r", exc)
+            metrics.DECISIONS_JOINED.labels(outcome="invalid").inc()
+            return
+        state = self._state(batch, key)
+        if state is None:
+            state = VisitorState(site_id, visitor_id, profile=None)
+        if state.partition < 0:
+            state.partition = event.message.partition  # decisions are partitioned like events
+        if state.erased is not None:
+            metrics.DECISIONS_JOINED.labels(outcome="erased").inc()
+            return
+        try:
+            added = self._join(state, lambda rewards: rewards.add_decision(record))
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("unreadable decision record skipped: %r", exc)
+            metrics.DECISIONS_JOINED.labels(outcome="invalid").inc()
+            return
+        metrics.DECISIONS_JOINED.labels(outcome="joined" if added else "ignored").inc()
+        if added:
+            batch.changed[key] = (state, event)
 
     def _check_partitioner(self, key: bytes, partition: int) -> None:
         """Erasures are routed with murmur2 (Kafka's default partitioner, the Java client's and
@@ -390,6 +447,13 @@ class VisitorProcessor:
             if record is not None:
                 batch.sessions.append((key, record))
                 batch.changed[key] = (state, event)
+        elif control.kind == "rewards":
+            if state.rewards is None:
+                return
+            due = self._join(state, lambda rewards: rewards.on_tick(control.at))
+            if due:
+                batch.rewards.extend(due)
+                batch.changed[key] = (state, event)
         elif control.kind == "expire" and state.expired(self._now_ms(), self.retention_ms):
             batch.changed.pop(key, None)
             batch.rewrite.pop(key, None)
@@ -403,6 +467,10 @@ class VisitorProcessor:
             await asyncio.gather(*(self._send_session(key, record) for key, record in batch.sessions))
             for _, record in batch.sessions:
                 metrics.SESSIONS_CLOSED.labels(closed_by=record.closed_by).inc()
+        if batch.rewards and self.rewards_topic is not None:
+            # Durable before the state that no longer holds them: a crash re-emits, never loses
+            # (the trainer recognises a redelivered reward by its decision id).
+            await asyncio.gather(*(self._send_reward(reward) for reward in batch.rewards))
         durable = self._write_table(batch)
         if batch.changed or batch.deleted or batch.rewrite:
             await self._retry("profile write", lambda: self._write_redis(batch))
@@ -442,16 +510,28 @@ class VisitorProcessor:
         _current_event.set(None)
         return durable
 
+    async def _send_reward(self, reward: Reward) -> None:
+        await self._send_retrying(self.rewards_topic, None, orjson.dumps(reward.to_dict()))
+        metrics.REWARDS_EMITTED.labels(
+            group="holdout" if reward.holdout else "policy",
+            impressed=str(reward.impressed).lower(),
+            clicked=str(reward.clicked).lower(),
+        ).inc()
+
     async def _send_session(self, key: bytes, record: SessionRecord) -> None:
-        value = record.model_dump_json().encode()
+        await self._send_retrying(self.sessions_topic, key, record.model_dump_json().encode())
+
+    @staticmethod
+    async def _send_retrying(topic: Any, key: bytes | None, value: bytes) -> None:
+        """Send and wait for Kafka's acknowledgement, retrying: a session or reward is never skipped."""
         delay = 0.05
         while True:
             try:
-                future = await self.sessions_topic.send(key=key, value=value)
+                future = await topic.send(key=key, value=value)
                 await future
                 return
-            except Exception as exc:  # any producer failure: retry, never skip a session
-                log.warning("writing a session to %s failed (%r); retrying", self.sessions_topic, exc)
+            except Exception as exc:  # any producer failure: retry
+                log.warning("writing to %s failed (%r); retrying", topic, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
 
@@ -554,6 +634,8 @@ class VisitorProcessor:
                 )
             ):
                 open_sessions += 1
+            if state.rewards_due is not None and state.rewards_due <= now:
+                requests.append((key, state.partition, Control("rewards", at=now)))
             if idle is not None:
                 requests.append((key, state.partition, Control("idle", session_id=idle[0], events=idle[1])))
             elif state.expired(now, self.retention_ms):

@@ -1,0 +1,140 @@
+"""Offer decisions joined with their impressions and clicks into rewards, learned by the one
+trainer and published to Redis as a click model the offer API can load: real worker process,
+real Kafka and Redis."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+from streams_support import Producer, Worker, event, isolated_settings, now_ms, tracked, wait_for
+
+from tracker import keys
+from tracker.models.learner import decode_snapshot
+from tracker.schema import partition_key
+from tracker.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def decision(site_id: str, visitor_id: str, decision_id: str, offer_id: str, ts: int) -> dict:
+    """A record of the decisions topic as the offer API writes it (the fields the join reads)."""
+    return {
+        "schema_version": 2,
+        "decision_id": decision_id,
+        "site_id": site_id,
+        "visitor_id": visitor_id,
+        "slot": "home-hero",
+        "offer_id": offer_id,
+        "ts": ts,
+        "propensity": 0.9,
+        "holdout": False,
+        "model_version": None,
+        "features": {"match=interest": 1.0, f"offer={offer_id}": 1.0},
+    }
+
+
+def published_model(settings: Settings) -> dict | None:
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        version = client.get(keys.click_model_current(settings.worker_app_id))
+        raw = client.get(keys.click_model(settings.worker_app_id, version.decode())) if version else None
+    finally:
+        client.close()
+    return orjson.loads(raw) if raw else None
+
+
+def test_clicks_on_shown_offers_train_the_published_click_model(stack, site_id: str, tmp_path: Path) -> None:
+    settings = isolated_settings(
+        stack,
+        attribution_window_seconds=1.0,
+        attribution_lateness_seconds=0.5,
+        session_sweep_seconds=0.5,
+        model_publish_seconds=0.5,
+    )
+    producer = Producer(settings)
+    worker = Worker(settings, tmp_path).start()
+    try:
+        started = now_ms()
+        shown = [f"v-{uuid.uuid4().hex[:10]}" for _ in range(8)]
+        silent = f"v-{uuid.uuid4().hex[:10]}"  # a decision whose banner was never seen
+        records = []
+        for n, visitor in enumerate([*shown, silent]):
+            record = decision(site_id, visitor, f"d-{n}-{uuid.uuid4().hex[:6]}", "shoes-offer", started)
+            records.append(record)
+            key = partition_key(site_id, visitor)
+            producer.send_raw(settings.topic_decisions, key, orjson.dumps(record))
+        # The first decision is delivered twice: it must count once.
+        first_key = partition_key(site_id, shown[0])
+        producer.send_raw(settings.topic_decisions, first_key, orjson.dumps(records[0]))
+        feedback = []
+        for n, visitor in enumerate(shown):
+            ids = {"decision_id": records[n]["decision_id"], "offer_id": "shoes-offer"}
+            feedback.append(tracked(event(site_id, visitor, "offer_impression", started + 100, **ids)))
+            if n % 2 == 0:  # every other visitor clicks
+                feedback.append(tracked(event(site_id, visitor, "offer_click", started + 200, **ids)))
+        producer.send(feedback)
+
+        # Window 1 s + lateness 0.5 s, then the sweep (0.5 s) and the trainer's publication (0.5 s).
+        model = wait_for(
+            lambda: (m := published_model(settings)) and m["updates"] >= len(shown) and m,
+            60,
+            "a click model that learned every shown decision",
+        )
+        assert model["updates"] == len(shown)  # the silent decision taught nothing: never shown
+        assert model["clicks"] == len(shown) // 2
+        assert decode_snapshot(orjson.dumps(model)).version == model["version"]
+        assert worker.metric("tracker_worker_rewards_total") == len(shown) + 1
+        assert worker.metric("tracker_worker_rewards_total", clicked="true") == len(shown) // 2
+        assert worker.metric("tracker_worker_decisions_total", outcome="ignored") == 1  # the redelivery
+        assert worker.metric("tracker_trainer_updates_total", outcome="skipped") == 1
+        # No profile appears for the visitor the worker only knows from a decision.
+        client = redis.Redis.from_url(settings.redis_url)
+        try:
+            assert client.get(keys.profile(site_id, silent)) is None
+            assert client.get(keys.profile(site_id, shown[0])) is not None
+        finally:
+            client.close()
+    finally:
+        worker.stop()
+        producer.close()
+
+
+def test_a_restarted_trainer_resumes_from_the_published_model(stack, site_id: str, tmp_path: Path) -> None:
+    settings = isolated_settings(
+        stack,
+        attribution_window_seconds=0.5,
+        attribution_lateness_seconds=0.2,
+        session_sweep_seconds=0.3,
+        model_publish_seconds=0.3,
+    )
+    producer = Producer(settings)
+
+    def show_and_click(visitors: list[str], at: int) -> None:
+        batch = []
+        for visitor in visitors:
+            record = decision(site_id, visitor, f"d-{uuid.uuid4().hex}", "books-offer", at)
+            producer.send_raw(settings.topic_decisions, partition_key(site_id, visitor), orjson.dumps(record))
+            ids = {"decision_id": record["decision_id"], "offer_id": "books-offer"}
+            batch.append(tracked(event(site_id, visitor, "offer_impression", at + 50, **ids)))
+            batch.append(tracked(event(site_id, visitor, "offer_click", at + 80, **ids)))
+        producer.send(batch)
+
+    try:
+        worker = Worker(settings, tmp_path, "first").start()
+        show_and_click([f"v-{uuid.uuid4().hex[:10]}" for _ in range(5)], now_ms())
+        first = wait_for(lambda: (m := published_model(settings)) and m["updates"] >= 5 and m, 60, "a model")
+        worker.stop()
+        worker = Worker(settings, tmp_path, "second").start()
+        show_and_click([f"v-{uuid.uuid4().hex[:10]}" for _ in range(3)], now_ms())
+        second = wait_for(
+            lambda: (m := published_model(settings)) and m["updates"] >= 8 and m, 60, "the resumed model"
+        )
+        assert (first["updates"], second["updates"]) == (5, 8)  # learned on from the snapshot
+        assert second["clicks"] == 8
+        worker.stop()
+    finally:
+        producer.close()
