@@ -22,6 +22,20 @@ def _port_or_free(host: str, port: int) -> int:
     return port if port and port_is_free(host, port) else free_port(host)
 
 
+# A demo learns in minutes, not after a production attribution window of 30 minutes.
+DEMO_LEARNING = {
+    "attribution_window_seconds": 60.0,
+    "attribution_lateness_seconds": 5.0,
+    "model_publish_seconds": 5.0,
+}
+
+
+def demo_learning(settings: Settings) -> Settings:
+    """Short attribution and publication periods for ``tracker up``, unless set in the environment."""
+    unset = {name: value for name, value in DEMO_LEARNING.items() if name not in settings.model_fields_set}
+    return settings.model_copy(update=unset)
+
+
 def service_ports(settings: Settings) -> Settings:
     """Free ports for every service, and the demo site allowed from the shop's origin."""
     shop_port = _port_or_free(settings.shop_host, settings.shop_port)
@@ -58,7 +72,7 @@ def run_local_product(
     echo("Starting Kafka (KRaft) and Redis on loopback...")
     with LocalStack(settings=settings, kafka_port=kafka_port, redis_port=redis_port) as stack:
         echo(f"  Kafka  {stack.kafka_bootstrap}\n  Redis  {stack.redis_url}")
-        service_settings = service_ports(stack.service_settings())
+        service_settings = demo_learning(service_ports(stack.service_settings()))
         services = [ServiceProcess(name, service_settings, log_dir) for name in ALL_SERVICES]
         started: list[ServiceProcess] = []
         monitor: LiveMonitor | None = None

@@ -23,6 +23,7 @@ class OfferSeen:
     offer_id: str | None
     personalised: bool
     categories: tuple[str, ...]
+    decision_id: str | None = None
 
     def fits(self, category: str) -> bool:
         return self.personalised and category in self.categories
@@ -57,7 +58,12 @@ class ProductClient:
         body = response.json()
         offer_id = body["offer"]["id"] if body.get("offer") else None
         offer = self.catalogue.get(offer_id) if offer_id else None
-        return OfferSeen(offer_id, bool(body.get("personalised")), tuple(offer.categories) if offer else ())
+        return OfferSeen(
+            offer_id,
+            bool(body.get("personalised")),
+            tuple(offer.categories) if offer else (),
+            body.get("decision_id"),
+        )
 
 
 def _now_ms() -> int:
@@ -102,6 +108,50 @@ async def first_wave(
     return len(visitors) - len(pending)
 
 
+# How likely a simulated visitor clicks a banner it sees: about what it browses, often;
+# anything else, rarely. Enough for the live view's CTR and for the trainer to learn from.
+CLICK_IF_FITS = 0.25
+CLICK_OTHERWISE = 0.03
+# Share of simulated page events on which the page also shows the slot's banner.
+BANNER_SHARE = 0.5
+
+
+@dataclass
+class ClickTally:
+    """Banners seen and clicked, personalised or not, since the last report."""
+
+    shown: dict[bool, int]
+    clicked: dict[bool, int]
+
+    @classmethod
+    def empty(cls) -> ClickTally:
+        return cls({True: 0, False: 0}, {True: 0, False: 0})
+
+    def line(self) -> str:
+        def ctr(personalised: bool) -> str:
+            shown = self.shown[personalised]
+            return f"{self.clicked[personalised] / shown:.0%} of {shown}" if shown else "-"
+
+        return f"CTR personalised {ctr(True)}, other {ctr(False)}"
+
+
+def feedback_events(
+    visitor: SimVisitor, seen: OfferSeen, rng: random.Random, *, now_ms: int, slot: str = SLOT
+) -> tuple[list[dict], bool]:
+    """What the snippet sends for a banner the visitor saw: its impression, and a click with
+    the simulated visitor's probability. Returns the events and whether it clicked."""
+    if seen.offer_id is None or seen.decision_id is None:
+        return [], False
+    ids = {"decision_id": seen.decision_id, "offer_id": seen.offer_id, "slot": slot}
+    url = f"https://demo.shop/c/{visitor.favourite}"
+    events = [{**visitor.base_event("offer_impression", now_ms, url), **ids}]
+    fits = visitor.favourite in seen.categories
+    clicked = rng.random() < (CLICK_IF_FITS if fits else CLICK_OTHERWISE)
+    if clicked:
+        events.append({**visitor.base_event("offer_click", now_ms + 1, url), **ids})
+    return events, clicked
+
+
 async def steady_traffic(
     client: ProductClient,
     population: list[SimVisitor],
@@ -116,6 +166,7 @@ async def steady_traffic(
     """Gentle ongoing traffic: visitors come back, new ones arrive, some change their mind."""
     started = last_report = time.monotonic()
     sent = 0
+    tally = ClickTally.empty()
     while duration <= 0 or time.monotonic() - started < duration:
         if rng.random() < 0.1 or not population:
             population.append(SimVisitor.create(SITE_ID, categories, rng))
@@ -123,8 +174,16 @@ async def steady_traffic(
         visitor = rng.choice(population)
         if rng.random() < 0.02:
             visitor.favourite = rng.choice(categories)  # tastes drift; offers should follow
-        await client.send([visitor.next_event(categories, now_ms=_now_ms())])
-        sent += 1
+        events = [visitor.next_event(categories, now_ms=_now_ms())]
+        if rng.random() < BANNER_SHARE:
+            seen = await client.offer(visitor)
+            feedback, clicked = feedback_events(visitor, seen, rng, now_ms=_now_ms())
+            if feedback:
+                tally.shown[seen.personalised] += 1
+                tally.clicked[seen.personalised] += clicked
+            events += feedback
+        await client.send(events)
+        sent += len(events)
         if time.monotonic() - last_report >= report_every:
             sample = rng.sample(population, min(20, len(population)))
             seen = [await client.offer(v) for v in sample]
@@ -132,9 +191,10 @@ async def steady_traffic(
             elapsed = time.monotonic() - last_report
             echo(
                 f"[{time.strftime('%H:%M:%S')}] {sent / elapsed:5.1f} events/s sent; "
-                f"{fit}/{len(sample)} sampled visitors see an offer for what they browse"
+                f"{fit}/{len(sample)} sampled visitors see an offer for what they browse; "
+                f"{tally.line()}"
             )
-            sent, last_report = 0, time.monotonic()
+            sent, last_report, tally = 0, time.monotonic(), ClickTally.empty()
         await asyncio.sleep(rng.expovariate(rate))
 
 

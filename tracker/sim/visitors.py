@@ -37,7 +37,8 @@ class SimVisitor:
         visitor_id = f"sim-{uuid.UUID(int=rng.getrandbits(128)).hex[:16]}"
         return cls(site_id, visitor_id, favourite or rng.choice(categories), rng)
 
-    def _base(self, event_type: str, now_ms: int, url: str) -> dict[str, Any]:
+    def base_event(self, event_type: str, now_ms: int, url: str) -> dict[str, Any]:
+        """The fields every event of this visitor carries (a fresh event id each time)."""
         return {
             "event_id": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
             "type": event_type,
@@ -51,10 +52,10 @@ class SimVisitor:
         """The next thing this visitor does: mostly product views, sometimes a category page."""
         category = self.favourite if self.rng.random() < self.loyalty else self.rng.choice(categories)
         if self.rng.random() < 0.2:
-            event = self._base("page_view", now_ms, f"https://demo.shop/c/{category}")
+            event = self.base_event("page_view", now_ms, f"https://demo.shop/c/{category}")
             event["category"] = category
             return event
         product = f"{category}-{self.rng.randrange(PRODUCTS_PER_CATEGORY):02d}"
-        event = self._base("product_view", now_ms, f"https://demo.shop/p/{product}")
+        event = self.base_event("product_view", now_ms, f"https://demo.shop/p/{product}")
         event.update(product_id=product, category=category, price=round(self.rng.uniform(5, 250), 2))
         return event
