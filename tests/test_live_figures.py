@@ -14,7 +14,7 @@ from tracker.devstack.process import free_port
 from tracker.live import figures as fig
 from tracker.live.figures import compute, histogram_quantile
 from tracker.live.scrape import Snapshot, merge, parse, scrape
-from tracker.live.view import SPLIT_NOTE, LiveBlock, render_block, render_line
+from tracker.live.view import LiveBlock, render_block, render_line
 from tracker.serve.metrics import OfferMetrics
 from tracker.streams import metrics as worker_metrics
 
@@ -169,7 +169,29 @@ def test_click_through_rate_counts_each_event_once_since_start_and_over_the_wind
     assert figures.ctr == pytest.approx(0.04)
     assert figures.ctr_window == pytest.approx(6 / 100)
     line = render_line(figures)
-    assert "CTR 4.0%" in line and "last min 6.0%" in line and SPLIT_NOTE in line
+    assert "CTR 4.0%" in line and "last min 6.0%" in line
+    assert "CTR policy - vs holdout -" in line  # no reward yet: unknown, not zero
+
+
+def test_policy_and_holdout_click_through_rates_come_from_seen_rewards() -> None:
+    def rewards(**counts: float) -> dict:
+        series = []
+        for key, value in counts.items():
+            group, impressed, clicked = key.split("__")
+            series.append(({"group": group, "impressed": impressed, "clicked": clicked}, value))
+        return {fig.REWARDS: series, fig.MODEL_UPDATES: [({}, 130.0)]}
+
+    snapshot = rewards(
+        policy__true__true=12,
+        policy__true__false=88,
+        policy__false__false=40,  # never seen: not in the rate
+        holdout__true__true=1,
+        holdout__true__false=19,
+    )
+    figures = compute(snapshot, snapshot, 2.0)
+    assert figures.ctr_groups == pytest.approx({"policy": 0.12, "holdout": 0.05})
+    assert figures.model_updates == 130.0
+    assert "CTR policy 12.0% vs holdout 5.0%, model 130 rewards" in render_line(figures)
 
 
 def test_no_impressions_means_no_rate() -> None:
@@ -210,7 +232,7 @@ def _worker_registry() -> tuple[CollectorRegistry, Counter, Gauge, Histogram]:
 
 def test_the_worker_exports_the_names_the_figures_read() -> None:
     exported = parse(prometheus_client.generate_latest().decode())
-    for name in (fig.WORKER_EVENTS, fig.CONSUMER_LAG, fig.FRESHNESS + "_bucket"):
+    for name in (fig.WORKER_EVENTS, fig.CONSUMER_LAG, fig.FRESHNESS + "_bucket", fig.REWARDS):
         assert name in exported
 
 

@@ -22,6 +22,9 @@ CONSUMER_LAG = "tracker_worker_consumer_lag_messages"  # {topic, partition}
 FRESHNESS = "tracker_worker_event_to_profile_seconds"  # histogram, no labels
 OFFER_DURATION = "tracker_offer_request_duration_seconds"  # histogram, no labels
 OFFER_REQUESTS = "tracker_offer_requests_total"  # {outcome: personalised|holdout|default|fallback|empty}
+REWARDS = "tracker_worker_rewards_total"  # {group: policy|holdout, impressed, clicked}
+MODEL_UPDATES = "tracker_trainer_model_updates"  # gauge: rewards in the published click model
+GROUPS = ("policy", "holdout")
 
 # Worker outcomes that changed a profile: the event counted once. Duplicates and
 # replays (redeliveries) must not inflate the click-through rate.
@@ -124,6 +127,23 @@ def click_through(previous: Snapshot | None, current: Snapshot) -> tuple[float |
     )
 
 
+def ctr_by_group(current: Snapshot) -> dict[str, float | None]:
+    """Click-through rate of seen offers per decision group, from the rewards emitted so far
+    (a decision counts once its attribution window closed)."""
+
+    def seen(group: str, clicked: bool | None = None) -> Match:
+        return lambda labels: (
+            labels.get("group") == group
+            and labels.get("impressed") == "true"
+            and (clicked is None or labels.get("clicked") == str(clicked).lower())
+        )
+
+    return {
+        group: ratio(total(current, REWARDS, seen(group, True)), total(current, REWARDS, seen(group)))
+        for group in GROUPS
+    }
+
+
 def ratio(part: float | None, whole: float | None) -> float | None:
     return None if part is None or not whole else part / whole
 
@@ -146,6 +166,9 @@ class Figures:
     ctr: float | None = None  # since start
     ctr_window: float | None = None  # over ``window`` seconds
     window: float | None = None
+    # From rewards (decisions whose attribution window closed): policy vs holdout, since start.
+    ctr_groups: dict[str, float | None] = field(default_factory=dict)
+    model_updates: float | None = None  # rewards learned by the published click model
 
 
 def compute(
@@ -185,4 +208,6 @@ def compute(
         ctr=ratio(clicks, impressions),
         ctr_window=ratio(window_clicks, window_impressions),
         window=window if window_start is not None else None,
+        ctr_groups=ctr_by_group(current),
+        model_updates=total(current, MODEL_UPDATES),
     )

@@ -18,9 +18,6 @@ from tracker.live.figures import Figures
 from tracker.serve.metrics import OUTCOMES
 
 DIM, RESET = "\x1b[2m", "\x1b[0m"
-# No click-through rate per arm in the metrics yet: the worker counts clicks by event
-# type only. Say so rather than show a made-up split.
-SPLIT_NOTE = "split: after #6"
 
 # A line of the block: its text, and a note drawn dim after it.
 Line = tuple[str, str]
@@ -77,9 +74,16 @@ def render_block(figures: Figures) -> list[Line]:
         (
             f"  CTR       {_percent(f.ctr)} since start ({_num(f.clicks, 0)}/{_num(f.impressions, 0)}) | "
             f"{_percent(f.ctr_window)} {_window(f)}",
-            f"  {SPLIT_NOTE}",
+            "",
         ),
+        (f"  learning  {_split(f)} | model learned {_num(f.model_updates, 0)} rewards", "  (rewards)"),
     ]
+
+
+def _split(f: Figures) -> str:
+    """CTR of the learned policy vs the holdout group (from rewards: windows closed)."""
+    policy, holdout = f.ctr_groups.get("policy"), f.ctr_groups.get("holdout")
+    return f"CTR policy {_percent(policy)} vs holdout {_percent(holdout)}"
 
 
 def render_line(figures: Figures, now: float | None = None) -> str:
@@ -91,7 +95,7 @@ def render_line(figures: Figures, now: float | None = None) -> str:
         f"worker {_num(f.worker_events_per_s)} | lag {_num(f.consumer_lag, 0)} | "
         f"freshness p99 {_seconds(f.freshness_p99)} | offers {_num(f.offers_per_s)}/s "
         f"p99 {_seconds(f.offer_p99)} | {_shares(f)} | CTR {_percent(f.ctr)} "
-        f"({_window(f)} {_percent(f.ctr_window)}; {SPLIT_NOTE})"
+        f"({_window(f)} {_percent(f.ctr_window)}) | {_split(f)}, model {_num(f.model_updates, 0)} rewards"
     )
 
 
