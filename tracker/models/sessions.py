@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tracker.schema import Event, EventType, SessionRecord
+from tracker.schema import Event, EventType, SessionRecord, event_field
 
 # Bounds that keep a session (and so the table state) small whatever a visitor does.
 MAX_SESSION_PRODUCTS = 50
@@ -76,8 +76,8 @@ def _same_site(a: str, b: str) -> bool:
 
 
 def _query(url: str | None) -> dict[str, str]:
-    if not url:
-        return {}
+    if not url or "?" not in url:
+        return {}  # no query string (most URLs): what parsing would give, without parsing
     try:
         return {k.lower(): v[0].lower() for k, v in parse_qs(urlsplit(url).query).items() if v}
     except ValueError:
@@ -225,7 +225,7 @@ class Session:
                 _remember(self.products, line.product_id, MAX_SESSION_PRODUCTS)
                 if line.category:
                     _remember(self.categories, line.category, MAX_SESSION_CATEGORIES)
-        category = getattr(event, "category", None)
+        category = event_field(event, "category")
         if category:
             _remember(self.categories, category, MAX_SESSION_CATEGORIES)
         if self.landing is None and event.url and kind != EventType.PAGE_PING:
