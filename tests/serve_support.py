@@ -16,11 +16,15 @@ from redis.asyncio import Redis
 
 from tracker import keys
 from tracker.models.catalogue import Catalogue, parse_catalogue
+from tracker.models.holdout import in_holdout
 from tracker.models.profile import Profile, apply_event
 from tracker.schema import parse_event
 from tracker.settings import Settings
 
 HOME = "home-hero"
+# The holdout group of default settings (what the `settings` fixture uses).
+HOLDOUT_PERCENT: float = Settings.model_fields["holdout_percent"].default
+HOLDOUT_SALT: str = Settings.model_fields["holdout_salt"].default
 
 
 def small_catalogue() -> Catalogue:
@@ -68,8 +72,14 @@ async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
             yield client
 
 
-def visitor() -> str:
-    return f"v-{uuid.uuid4().hex[:16]}"
+def visitor(site_id: str | None = None, *, holdout: bool = False) -> str:
+    """A fresh visitor id. With ``site_id``: one outside the default holdout group of that site
+    (or inside it with ``holdout=True``), so that a test of what the policy serves does not get
+    the control group's default by chance."""
+    while True:
+        vid = f"v-{uuid.uuid4().hex[:16]}"
+        if site_id is None or in_holdout(site_id, vid, percent=HOLDOUT_PERCENT, salt=HOLDOUT_SALT) == holdout:
+            return vid
 
 
 async def store_profile(

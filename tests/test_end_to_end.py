@@ -21,6 +21,7 @@ from tracker import keys
 from tracker.devstack.process import free_port
 from tracker.devstack.services import SERVICES, ServiceProcess
 from tracker.models.catalogue import load_catalogue
+from tracker.models.holdout import in_holdout
 from tracker.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -78,13 +79,21 @@ def _offer(settings: Settings, site: str, visitor: str) -> dict:
     return response.json()
 
 
+def _not_held_out(settings: Settings, site: str) -> str:
+    while True:
+        visitor = f"v-{uuid.uuid4().hex[:12]}"
+        if not in_holdout(site, visitor, percent=settings.holdout_percent, salt=settings.holdout_salt):
+            return visitor
+
+
 def test_offer_follows_the_category_a_visitor_browses(product: Settings, site_id: str) -> None:
     catalogue = load_catalogue(product.catalogue_path)
     category = "shoes"
     fitting = {o.id for o in catalogue.offers_for_slot(SLOT) if category in o.categories}
     assert fitting, "the example catalogue must target shoes on the home page"
 
-    visitor, stranger = f"v-{uuid.uuid4().hex[:12]}", f"v-{uuid.uuid4().hex[:12]}"
+    # Outside the holdout group (TRACKER_HOLDOUT_PERCENT of visitors always get the default).
+    visitor, stranger = _not_held_out(product, site_id), _not_held_out(product, site_id)
     before = _offer(product, site_id, visitor)
     assert before["personalised"] is False
     assert before["offer"]["id"] not in fitting

@@ -24,8 +24,9 @@ from serve_support import (
 )
 
 from tracker import keys
+from tracker.models.learner import ClickModel
 from tracker.serve import create_app
-from tracker.serve.decisions import DecisionLog
+from tracker.serve.decisions import DECISION_SCHEMA_VERSION, DecisionLog
 from tracker.serve.kafka import ProducerLink
 from tracker.serve.metrics import OfferMetrics
 from tracker.serve.offers import OfferResponse
@@ -35,7 +36,7 @@ pytestmark = pytest.mark.integration
 
 
 async def test_shoes_visitor_gets_a_shoes_offer(settings: Settings, site_id: str) -> None:
-    vid = visitor()
+    vid = visitor(site_id)
     await store_profile(settings, site_id, vid, {"shoes": 2, "kitchen": 1})
     async with running(create_app(settings, catalogue=small_catalogue())) as client:
         response = await client.get("/v1/offers", params=offer_params(site_id, vid))
@@ -62,7 +63,7 @@ async def test_shoes_visitor_gets_a_shoes_offer(settings: Settings, site_id: str
 
 
 async def test_demo_catalogue_serves_its_shoes_offer(settings: Settings, site_id: str) -> None:
-    vid = visitor()
+    vid = visitor(site_id)
     await store_profile(settings, site_id, vid, {"shoes": 3})
     async with running(create_app(settings)) as client:
         body = (await client.get("/v1/offers", params=offer_params(site_id, vid))).json()
@@ -72,7 +73,7 @@ async def test_demo_catalogue_serves_its_shoes_offer(settings: Settings, site_id
 
 async def test_unknown_visitor_gets_the_default(settings: Settings, site_id: str) -> None:
     async with running(create_app(settings, catalogue=small_catalogue())) as client:
-        body = (await client.get("/v1/offers", params=offer_params(site_id, visitor()))).json()
+        body = (await client.get("/v1/offers", params=offer_params(site_id, visitor(site_id)))).json()
     assert body["offer"]["id"] == "welcome"
     assert (body["personalised"], body["reason"], body["fallback"]) == (False, "no_profile", False)
 
@@ -80,7 +81,7 @@ async def test_unknown_visitor_gets_the_default(settings: Settings, site_id: str
 async def test_known_visitor_without_matching_interest_gets_the_default(
     settings: Settings, site_id: str
 ) -> None:
-    vid = visitor()
+    vid = visitor(site_id)
     await store_profile(settings, site_id, vid, {"books": 5})
     async with running(create_app(settings, catalogue=small_catalogue())) as client:
         body = (await client.get("/v1/offers", params=offer_params(site_id, vid))).json()
@@ -89,7 +90,7 @@ async def test_known_visitor_without_matching_interest_gets_the_default(
 
 
 async def test_profiles_of_other_sites_are_not_used(settings: Settings, site_id: str) -> None:
-    vid = visitor()
+    vid = visitor(f"{site_id}-other")  # outside the holdout group of the site it asks for
     await store_profile(settings, site_id, vid, {"shoes": 3})
     async with running(create_app(settings, catalogue=small_catalogue())) as client:
         body = (await client.get("/v1/offers", params=offer_params(f"{site_id}-other", vid))).json()
@@ -102,7 +103,7 @@ async def test_redis_down_serves_default_as_fallback_quickly(settings: Settings,
     )
     async with running(create_app(down, catalogue=small_catalogue())) as client:
         started = time.perf_counter()
-        response = await client.get("/v1/offers", params=offer_params(site_id, visitor()))
+        response = await client.get("/v1/offers", params=offer_params(site_id, visitor(site_id)))
         elapsed = time.perf_counter() - started
         metrics = (await client.get("/metrics")).text
     assert response.status_code == 200
@@ -153,7 +154,7 @@ async def test_hung_redis_is_cut_off_at_the_budget(settings: Settings, site_id: 
         async with running(create_app(hung, catalogue=small_catalogue())) as client:
             for _ in range(3):  # also after the first failure left the pool in whatever state
                 started = time.perf_counter()
-                body = (await client.get("/v1/offers", params=offer_params(site_id, visitor()))).json()
+                body = (await client.get("/v1/offers", params=offer_params(site_id, visitor(site_id)))).json()
                 elapsed = time.perf_counter() - started
                 assert (body["offer"]["id"], body["fallback"]) == ("welcome", True)
                 # It waited for Redis (lower bound), then gave up (generous upper bound: loaded machines).
@@ -166,7 +167,7 @@ async def test_hung_redis_is_cut_off_at_the_budget(settings: Settings, site_id: 
 
 
 async def test_unreadable_profile_falls_back_to_default(settings: Settings, site_id: str) -> None:
-    vid = visitor()
+    vid = visitor(site_id)
     await store_raw(settings, keys.profile(site_id, vid), b'{"v": 999}')
     async with running(create_app(settings, catalogue=small_catalogue())) as client:
         body = (await client.get("/v1/offers", params=offer_params(site_id, vid))).json()
@@ -203,7 +204,7 @@ async def test_bad_parameters_get_a_clear_422(
 
 
 async def test_unknown_slot_answers_200_with_no_offer(settings: Settings, site_id: str) -> None:
-    vid = visitor()
+    vid = visitor(site_id)
     await store_profile(settings, site_id, vid, {"shoes": 3})
     async with running(create_app(settings, catalogue=small_catalogue())) as client:
         response = await client.get("/v1/offers", params=offer_params(site_id, vid, slot="footer-banner"))
@@ -221,12 +222,12 @@ async def test_unknown_slot_answers_200_with_no_offer(settings: Settings, site_i
 
 
 async def test_metrics_count_outcomes_without_visitor_ids(settings: Settings, site_id: str) -> None:
-    vid = visitor()
+    vid = visitor(site_id)
     await store_profile(settings, site_id, vid, {"shoes": 3})
     async with running(create_app(settings, catalogue=small_catalogue())) as client:
         await client.get("/v1/offers", params=offer_params(site_id, vid))
-        await client.get("/v1/offers", params=offer_params(site_id, visitor()))
-        await client.get("/v1/offers", params=offer_params(site_id, visitor()))
+        await client.get("/v1/offers", params=offer_params(site_id, visitor(site_id)))
+        await client.get("/v1/offers", params=offer_params(site_id, visitor(site_id)))
         response = await client.get("/metrics")
     assert response.status_code == 200
     text = response.text
@@ -256,7 +257,7 @@ async def test_health_and_readiness(settings: Settings) -> None:
 
 
 async def test_each_decision_is_logged_to_kafka(settings: Settings, site_id: str) -> None:
-    vid = visitor()
+    vid = visitor(site_id)
     await store_profile(settings, site_id, vid, {"shoes": 3})
     # No group: the consumer takes every partition of the topic, starting at its current end.
     consumer = AIOKafkaConsumer(
@@ -282,21 +283,31 @@ async def test_each_decision_is_logged_to_kafka(settings: Settings, site_id: str
 
     assert record["key"] == f"{site_id}:{vid}".encode()
     value = record["value"]
-    assert value == {
-        "schema_version": 1,
-        "decision_id": body["decision_id"],
-        "site_id": site_id,
-        "visitor_id": vid,
-        "slot": HOME,
-        "offer_id": "run-shoes",
-        "personalised": True,
-        "reason": "interest:shoes",
-        "score": value["score"],
-        "propensity": 1.0,
-        "fallback": False,
-        "ts": value["ts"],
-    }
-    assert value["score"] == pytest.approx(9.0, rel=0.01)  # three product views of weight 3, barely decayed
+    # Schema 2: the policy's Decision.log_record() plus ids, time and fallback.
+    assert set(value) == {
+        "schema_version", "decision_id", "site_id", "visitor_id", "ts", "fallback", "log_version", "slot",
+        "offer_id", "propensity", "reason", "personalised", "holdout", "explored", "epsilon",
+        "model_version", "features_version", "features", "context", "eligible",
+    }  # fmt: skip
+    assert value["schema_version"] == DECISION_SCHEMA_VERSION == 2
+    assert (value["decision_id"], value["site_id"], value["visitor_id"], value["slot"]) == (
+        body["decision_id"],
+        site_id,
+        vid,
+        HOME,
+    )
+    assert (value["offer_id"], value["personalised"], value["reason"], value["fallback"]) == (
+        "run-shoes",
+        True,
+        "interest:shoes",
+        False,
+    )
+    # The untrained model does not explore: the choice was certain.
+    assert (value["propensity"], value["explored"], value["holdout"]) == (1.0, False, False)
+    assert value["model_version"] == body["model_version"] == ClickModel().version
+    assert value["features"]["match=interest"] == pytest.approx(0.75)  # 9 / (9 + 3): shoes only
+    assert value["context"]["interests"]["shoes"] == pytest.approx(9.0, rel=0.01)  # 3 views of 3
+    assert sorted(value["eligible"]) == ["knives", "run-shoes", "welcome"]
     assert abs(value["ts"] - time.time() * 1000) < 60_000
 
 
@@ -316,7 +327,7 @@ async def _wait_for_decision(
 
 async def test_kafka_down_does_not_slow_or_fail_responses(settings: Settings, site_id: str) -> None:
     no_kafka = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{closed_port()}"})
-    vid = visitor()
+    vid = visitor(site_id)
     await store_profile(settings, site_id, vid, {"shoes": 3})
     app = create_app(no_kafka, catalogue=small_catalogue())
     started = time.perf_counter()

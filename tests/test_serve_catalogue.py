@@ -49,9 +49,8 @@ async def test_catalogue_edit_is_served_without_restart(
     async with running(app) as client:
 
         async def offer_id() -> str:
-            return (await client.get("/v1/offers", params=offer_params(site_id, visitor()))).json()["offer"][
-                "id"
-            ]
+            response = await client.get("/v1/offers", params=offer_params(site_id, visitor(site_id)))
+            return response.json()["offer"]["id"]
 
         assert await offer_id() == "welcome-a"
         first = catalogue_versions((await client.get("/metrics")).text)
@@ -83,7 +82,7 @@ async def test_broken_edit_keeps_the_last_good_catalogue(
         # A valid YAML document that breaks a catalogue rule (a slot without a default).
         write(path, {"offers": [{"id": "x", "slots": ["home-hero"], "title": "X", "link": "/"}]}, bump=3)
         assert await cache.refresh() is False
-        body = (await client.get("/v1/offers", params=offer_params(site_id, visitor()))).json()
+        body = (await client.get("/v1/offers", params=offer_params(site_id, visitor(site_id)))).json()
         text = (await client.get("/metrics")).text
         write(path, catalogue_doc("welcome-c"), bump=4)
         assert await cache.refresh() is True

@@ -25,7 +25,7 @@ async def answers(settings: Settings, requests: list[dict[str, str]], *, fast_pa
 
 
 async def test_fast_path_answers_exactly_like_the_route(settings: Settings, site_id: str) -> None:
-    fan, stranger = visitor(), visitor()
+    fan, stranger = visitor(site_id), visitor(site_id)
     await store_profile(settings, site_id, fan, {"shoes": 3})
     requests = [
         offer_params(site_id, fan),
@@ -45,10 +45,10 @@ async def test_fast_path_answers_exactly_like_the_route(settings: Settings, site
 
 async def test_every_endpoint_is_timed_and_counted_by_route(settings: Settings, site_id: str) -> None:
     async with running(create_app(settings, catalogue=small_catalogue())) as client:
-        await client.get("/v1/offers", params=offer_params(site_id, visitor()))
+        await client.get("/v1/offers", params=offer_params(site_id, visitor(site_id)))
         await client.get("/v1/offers", params={"site": site_id})
         await client.get("/healthz")
-        await client.get(f"/no/such/path/{visitor()}")
+        await client.get(f"/no/such/path/{visitor(site_id)}")
         await client.post("/v1/offers")
         text = (await client.get("/metrics")).text
 

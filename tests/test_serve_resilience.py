@@ -8,14 +8,19 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from hashlib import sha1
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 from serve_support import metric_value, offer_params, running, small_catalogue, store_profile, visitor
 
+from tracker import keys
 from tracker.devstack.process import free_port
 from tracker.devstack.redis_server import RedisServer
 from tracker.serve import create_app
+from tracker.serve.serving import WRITE_SERVING_LUA
+from tracker.serve.store import READ_VISITOR_LUA
 from tracker.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -27,6 +32,7 @@ class CountingProxy:
     def __init__(self, redis_port: int) -> None:
         self.redis_port = redis_port
         self.commands: list[str] = []
+        self.calls: list[tuple[str, str]] = []  # (command, first argument): which script EVALSHA runs
         self.connections = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
@@ -68,6 +74,7 @@ class CountingProxy:
                     parts += [length_line, value]
                     args.append(value[:-2])
                 self.commands.append(args[0].decode().upper())
+                self.calls.append((self.commands[-1], args[1].decode() if len(args) > 1 else ""))
                 up_writer.write(b"".join(parts))
                 await up_writer.drain()
         finally:
@@ -83,23 +90,40 @@ def redis_port(settings: Settings) -> int:
 
 
 async def test_one_redis_command_per_offer_request(settings: Settings, site_id: str) -> None:
-    known, unknown = visitor(), visitor()
+    known, unknown = visitor(site_id), visitor(site_id)
     await store_profile(settings, site_id, known, {"shoes": 3})
     async with CountingProxy(redis_port(settings)) as proxy:
         via_proxy = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{proxy.port}/0"})
-        async with running(create_app(via_proxy, catalogue=small_catalogue())) as client:
-            await client.get("/v1/offers", params=offer_params(site_id, known))  # warm: connection, script
-            proxy.commands.clear()
+        app = create_app(via_proxy, catalogue=small_catalogue())
+        async with running(app) as client:
+            await client.get("/v1/offers", params=offer_params(site_id, known))  # warm: connection, scripts
+            await app.state.impressions.join()
+            proxy.calls.clear()
             bodies = [
                 (await client.get("/v1/offers", params=offer_params(site_id, who))).json()
                 for who in (known, unknown, known, unknown)
             ]
             # An unknown slot cannot be filled whatever Redis says: no round trip at all.
             empty = (await client.get("/v1/offers", params=offer_params(site_id, known, "nowhere"))).json()
+            await app.state.impressions.join()
     assert [body["reason"] for body in bodies] == ["interest:shoes", "no_profile"] * 2
     assert empty["reason"] == "no_offer"
-    # Profile and serving state (caps, holdout: #6) come back from one script call.
-    assert proxy.commands == ["EVALSHA"] * 4
+    # Not counted: GET (the click-model pointer probe, its own client) and the handshake of a new
+    # connection (CLIENT ...: a background write can hold one while the next request reads).
+    calls = [call for call in proxy.calls if call[0] not in ("GET", "CLIENT", "HELLO")]
+    read, write = sha1(READ_VISITOR_LUA.encode()).hexdigest(), sha1(WRITE_SERVING_LUA.encode()).hexdigest()
+    # Profile and serving state (caps) come back from one script call per request; each offer
+    # served is then counted into the serving state by a script call in the background (one
+    # more when a request read the counters before the previous write landed: compare-and-set).
+    assert calls.count(("EVALSHA", read)) == 4
+    writes = [call for call in calls if call != ("EVALSHA", read)]
+    assert set(writes) == {("EVALSHA", write)} and len(writes) >= 4
+    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    try:  # no count lost to the overlap: warm-up + 2 for the known visitor, 2 for the other
+        assert (await redis.hgetall(keys.serving_state(site_id, known)))["imp:run-shoes"] == "3"
+        assert (await redis.hgetall(keys.serving_state(site_id, unknown)))["imp:welcome"] == "2"
+    finally:
+        await redis.aclose()
 
 
 async def test_dead_redis_trips_the_breaker_and_is_then_not_called(settings: Settings, site_id: str) -> None:
@@ -122,12 +146,12 @@ async def test_dead_redis_trips_the_breaker_and_is_then_not_called(settings: Set
     try:
         async with running(create_app(broken, catalogue=small_catalogue())) as client:
             bodies = [
-                (await client.get("/v1/offers", params=offer_params(site_id, visitor()))).json()
+                (await client.get("/v1/offers", params=offer_params(site_id, visitor(site_id)))).json()
                 for _ in range(10)
             ]
             attempts_when_open = attempts
             more = [
-                (await client.get("/v1/offers", params=offer_params(site_id, visitor()))).json()
+                (await client.get("/v1/offers", params=offer_params(site_id, visitor(site_id)))).json()
                 for _ in range(20)
             ]
             attempts_after = attempts
@@ -179,7 +203,7 @@ async def test_redis_stopped_then_restarted(settings: Settings, site_id: str, tm
                 "redis_breaker_reset_seconds": 0.3,
             }
         )
-        fan = visitor()
+        fan = visitor(site_id)
         await store_profile(own, site_id, fan, {"shoes": 3})
         async with running(create_app(own, catalogue=small_catalogue())) as client:
 
@@ -226,10 +250,10 @@ async def test_redis_timeout_counts_as_failure_and_is_reported(settings: Setting
     )
     try:
         async with running(create_app(hung, catalogue=small_catalogue())) as client:
-            reasons = [
-                (await client.get("/v1/offers", params=offer_params(site_id, visitor()))).json()["reason"]
-                for _ in range(4)
-            ]
+            reasons = []
+            for _ in range(4):
+                response = await client.get("/v1/offers", params=offer_params(site_id, visitor(site_id)))
+                reasons.append(response.json()["reason"])
             text = (await client.get("/metrics")).text
     finally:
         server.close()

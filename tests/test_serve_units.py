@@ -8,7 +8,7 @@ import pytest
 from tracker.serve.access import access_link, sign_access, verify_access
 from tracker.serve.app import uvicorn_config
 from tracker.serve.breaker import CircuitBreaker
-from tracker.serve.offers import parse_offer_query
+from tracker.serve.offers import OfferQuery, parse_offer_query
 from tracker.serve.ratelimit import RateLimiter
 from tracker.settings import Settings
 
@@ -171,14 +171,28 @@ def test_access_link_carries_every_parameter() -> None:
 
 def test_offer_query_is_parsed_and_validated_like_the_route() -> None:
     assert parse_offer_query(b"site=shop&visitor=visitor-0001&slot=home-hero&utm=x") == (
-        ("shop", "visitor-0001", "home-hero"),
+        OfferQuery("shop", "visitor-0001", "home-hero"),
         [],
     )
     assert parse_offer_query(b"site=shop&site=other&visitor=visitor-0001&slot=home-hero")[0] == (
-        "other",
-        "visitor-0001",
-        "home-hero",
+        OfferQuery("other", "visitor-0001", "home-hero")
     )
+    page = b"&page=/c/shoes/running&page_type=category&category=shoes&device=mobile&cart=42.5"
+    assert parse_offer_query(b"site=shop&visitor=visitor-0001&slot=home-hero" + page)[0] == OfferQuery(
+        "shop", "visitor-0001", "home-hero", "/c/shoes/running", "category", "shoes", "mobile", 42.5
+    )
+    bad = b"&page=c/shoes&page_type=Home&category=&device=phone&cart=-1"
+    params, errors = parse_offer_query(b"site=shop&visitor=visitor-0001&slot=home-hero" + bad)
+    assert params is None
+    assert [(e["loc"], e["type"]) for e in errors] == [
+        (("query", "page"), "string_pattern_mismatch"),
+        (("query", "page_type"), "string_pattern_mismatch"),
+        (("query", "category"), "string_too_short"),
+        (("query", "device"), "literal_error"),
+        (("query", "cart"), "greater_than_equal"),
+    ]
+    _, errors = parse_offer_query(b"site=shop&visitor=visitor-0001&slot=home-hero&cart=nan")
+    assert [e["loc"] for e in errors] == [("query", "cart")]
     params, errors = parse_offer_query(b"site=Shop!&slot=home%20hero")
     assert params is None
     assert [(e["loc"], e["type"]) for e in errors] == [

@@ -11,6 +11,7 @@ from tracker.streams.codec import VisitorStateCodec
 from tracker.streams.positions import (
     InputPosition,
     Rewinds,
+    StallWatch,
     classify,
     is_position_key,
     position_key,
@@ -99,3 +100,16 @@ def test_faust_read_offsets_stay_at_the_rewind_target() -> None:
     rewinds.arrived(("events", 1))
     offsets[("events", 1)] = 530
     assert offsets[("events", 1)] == 530
+
+
+def test_a_partition_stuck_short_of_its_high_watermark_is_stalled_after_a_while() -> None:
+    watch = StallWatch(stall_seconds=5.0)
+    tp = ("events", 3)
+    assert not watch.stalled(tp, 100, 100, now=0.0)  # caught up
+    assert not watch.stalled(tp, 100, 101, now=1.0)  # a record past it: start watching
+    assert not watch.stalled(tp, 100, 101, now=5.5)
+    assert watch.stalled(tp, 100, 101, now=6.1)  # no progress for 5 s: a skipped last record
+    assert not watch.stalled(tp, 101, 130, now=6.2)  # it moved: a busy worker, not a stall
+    assert not watch.stalled(tp, 120, 130, now=12.0)
+    assert not watch.stalled(tp, 130, 130, now=30.0)
+    assert not watch.stalled(tp, None, 130, now=40.0)  # nothing stored yet: nothing to compare

@@ -123,18 +123,20 @@ def test_a_restarted_trainer_resumes_from_the_published_model(stack, site_id: st
             batch.append(tracked(event(site_id, visitor, "offer_click", at + 80, **ids)))
         producer.send(batch)
 
+    worker = Worker(settings, tmp_path, "first")
     try:
-        worker = Worker(settings, tmp_path, "first").start()
+        worker.start()
         show_and_click([f"v-{uuid.uuid4().hex[:10]}" for _ in range(5)], now_ms())
         first = wait_for(lambda: (m := published_model(settings)) and m["updates"] >= 5 and m, 60, "a model")
         worker.stop()
-        worker = Worker(settings, tmp_path, "second").start()
+        worker = Worker(settings, tmp_path, "second")
+        worker.start()
         show_and_click([f"v-{uuid.uuid4().hex[:10]}" for _ in range(3)], now_ms())
         second = wait_for(
             lambda: (m := published_model(settings)) and m["updates"] >= 8 and m, 60, "the resumed model"
         )
         assert (first["updates"], second["updates"]) == (5, 8)  # learned on from the snapshot
         assert second["clicks"] == 8
-        worker.stop()
     finally:
+        worker.stop()
         producer.close()

@@ -202,8 +202,6 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8002, ge=0, le=65535)
 
     catalogue_path: Path = REPO_ROOT / "deploy" / "catalogue.yaml"
-    # Below this decayed interest a visitor gets the non-personalised default.
-    min_interest_to_personalise: float = Field(default=0.5, ge=0)
     # How often the offer API checks the catalogue file for changes (mtime); 0 = never reload.
     catalogue_refresh_seconds: float = Field(default=2.0, ge=0, le=3600)
     # Consecutive Redis failures that open the circuit breaker (defaults served at once, no

@@ -1,18 +1,18 @@
 """Frequency caps: how many times one visitor saw each offer this session and today.
 
 :class:`ImpressionCounts` is the per-visitor state behind ``caps.per_session``
-and ``caps.per_day``. Its one writer folds ``offer_impression`` events into it
-(:meth:`ImpressionCounts.record`, idempotent by decision id, since one decision
-is one impression however often the snippet reports it); the offer API reads
-it with :meth:`ImpressionCounts.session_count` and :meth:`ImpressionCounts.day_count`.
+and ``caps.per_day``. The offer API records each offer it serves
+(:meth:`ImpressionCounts.record`, idempotent by decision id: a banner is counted
+when served, the page renders what it is served) and reads the counts with
+:meth:`ImpressionCounts.session_count` and :meth:`ImpressionCounts.day_count`.
 
 Stored as the fields of the visitor's serving-state hash
 (``trk:v1:serving:{site:visitor}``, :meth:`ImpressionCounts.to_fields`), which
 the offer API reads in the same round trip as the profile: ``imp:<offer>`` is
 today's impressions of the offer (what ``GET /v1/me`` lists), ``ses:<offer>``
 this session's, ``day``, ``session``, ``last`` and ``decisions`` the rest.
-The writer replaces the hash as a whole (``DEL`` + ``HSET`` in one
-transaction).
+The writer replaces the hash as a whole, compare-and-set on a revision field
+(:mod:`tracker.serve.serving`), so two slots of one page served at once both count.
 
 Days are UTC calendar days. A session is the ``session_id`` the events carry;
 when a caller does not know it, a session is over after

@@ -12,12 +12,14 @@ from contextlib import asynccontextmanager
 import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from tracker import __version__
 from tracker.collect.cors import SiteCorsMiddleware
 from tracker.collect.sites import SiteRegistry
 from tracker.models.catalogue import Catalogue
+from tracker.models.learner import ClickModel, SnapshotError
 from tracker.serve import offers, ops, privacy
 from tracker.serve.breaker import CircuitBreaker
 from tracker.serve.decisions import DecisionLog
@@ -26,11 +28,22 @@ from tracker.serve.kafka import ProducerLink
 from tracker.serve.metrics import HttpMetricsMiddleware, OfferMetrics
 from tracker.serve.ratelimit import RateLimiter
 from tracker.serve.responses import validation_error_body
-from tracker.serve.snapshots import VersionedCache, catalogue_version, file_catalogue_cache, static_cache
+from tracker.serve.serving import ImpressionRecorder
+from tracker.serve.snapshots import (
+    MODEL_LOAD_TIMEOUT_SECONDS,
+    VersionedCache,
+    catalogue_version,
+    file_catalogue_cache,
+    redis_model_cache,
+    static_cache,
+)
 from tracker.serve.store import VisitorStore, redis_client
 from tracker.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+
+# How often each replica checks the click-model pointer in Redis (one GET).
+MODEL_REFRESH_SECONDS = 2.0
 
 
 def create_app(
@@ -67,6 +80,21 @@ def create_app(
         app.state.store = VisitorStore(
             redis, breaker, metrics, timeout_seconds=settings.redis_timeout_seconds
         )
+        app.state.impressions = ImpressionRecorder(
+            redis,
+            breaker,
+            metrics,
+            ttl_seconds=settings.profile_retention_seconds,
+            timeout_seconds=settings.redis_timeout_seconds,
+        )
+        # Snapshots are larger than a visitor's state: their own client, with a longer timeout.
+        model_redis = Redis.from_url(
+            settings.redis_url,
+            socket_timeout=MODEL_LOAD_TIMEOUT_SECONDS,
+            socket_connect_timeout=MODEL_LOAD_TIMEOUT_SECONDS,
+            max_connections=2,
+        )
+        app.state.model = _model_cache(settings, metrics, model_redis)
         app.state.kafka = ProducerLink(settings)
         app.state.decisions = DecisionLog(
             app.state.kafka, settings, metrics, max_queued=settings.decision_queue_max
@@ -76,6 +104,8 @@ def create_app(
         )
         await app.state.kafka.start()
         await app.state.decisions.start()
+        await app.state.impressions.start()
+        await app.state.model.start()  # never fails: the untrained model until a snapshot loads
         # Open the first connection now rather than on the first visitor's request; failure is fine here.
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             async with asyncio.timeout(settings.redis_timeout_seconds):
@@ -89,8 +119,11 @@ def create_app(
             yield
         finally:
             await app.state.catalogue.stop()
+            await app.state.model.stop()
+            await app.state.impressions.stop()
             await app.state.decisions.stop()
             await app.state.kafka.stop()
+            await model_redis.aclose()
             await redis.aclose()
 
     app = FastAPI(
@@ -101,6 +134,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.policy = offers.Policy.from_settings(settings)
     app.include_router(offers.router)
     app.include_router(privacy.router)
     app.include_router(ops.router)
@@ -158,6 +192,24 @@ def _catalogue_cache(
         interval_seconds=settings.catalogue_refresh_seconds,
         on_loaded=loaded,
         on_error=lambda exc: metrics.catalogue_reload_errors.inc(),
+    )
+
+
+def _model_cache(settings: Settings, metrics: OfferMetrics, redis: Redis) -> VersionedCache[ClickModel]:
+    def failed(exc: Exception) -> None:
+        # Only snapshots that cannot be used count: Redis being unreachable is counted elsewhere.
+        if isinstance(exc, SnapshotError):
+            metrics.model_reload_errors.inc()
+
+    return redis_model_cache(
+        redis,
+        settings.worker_app_id,
+        interval_seconds=MODEL_REFRESH_SECONDS,
+        on_loaded=lambda model, version: metrics.model_loaded(version, model.updates),
+        on_error=failed,
+        # A restarted replica decides with the published model from its first request, unless
+        # Redis is slow: then it starts untrained and the refresh loop catches up.
+        start_timeout_seconds=min(MODEL_LOAD_TIMEOUT_SECONDS, 10 * settings.redis_timeout_seconds),
     )
 
 

@@ -31,7 +31,11 @@ from tracker.settings import Settings
 
 log = logging.getLogger(__name__)
 
-DECISION_SCHEMA_VERSION = 1
+# Layout of a decision record (docs/ARCHITECTURE.md, "Kafka topics"). 1: the rule-based ranking's
+# record (offer_id, personalised, reason, score, propensity 1). 2: the policy's
+# ``Decision.log_record()`` (propensity, model_version, holdout, explored, epsilon, features,
+# context, eligible, log_version) plus decision_id, site_id, visitor_id, ts and fallback.
+DECISION_SCHEMA_VERSION = 2
 
 
 class DecisionLog:

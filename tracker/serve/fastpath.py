@@ -43,11 +43,11 @@ class OfferFastPath:
             await self.app(scope, receive, send)
             return
         scope["route"] = _ROUTE
-        params, errors = parse_offer_query(scope["query_string"])
-        if params is None:
+        query, errors = parse_offer_query(scope["query_string"])
+        if query is None:
             await _send(send, 422, validation_error_body(errors), ())
             return
-        body = await answer(scope["app"].state, *params)
+        body = await answer(scope["app"].state, query)
         await _send(send, 200, body, _CACHE)
 
 

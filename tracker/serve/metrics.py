@@ -27,12 +27,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tracker.serve.breaker import STATE_VALUES, State
 
 Outcome = Literal["personalised", "holdout", "default", "fallback", "empty"]
-# personalised: chosen for the visitor's interests; holdout: control group (#6), got the default;
-# default: nothing strong enough known; fallback: Redis unavailable or profile unreadable;
-# empty: nothing can fill the slot.
+# personalised: the policy chose for a visitor with a profile; holdout: control group, got the
+# default; default: anything else the policy served (a stranger, exploration, nothing known that
+# matters); fallback: Redis unavailable or profile unreadable; empty: nothing can fill the slot.
 OUTCOMES: tuple[Outcome, ...] = ("personalised", "holdout", "default", "fallback", "empty")
 DROP_REASONS = ("queue_full", "kafka_error", "shutdown")
 REDIS_ERRORS = ("timeout", "connection", "error", "circuit_open")
+# What became of the impression count of an offer served (tracker/serve/serving.py).
+IMPRESSION_RESULTS = ("recorded", "dropped", "skipped", "conflict", "error", "unreadable")
 
 # The API aims at single-digit milliseconds; the top buckets catch Redis timeouts.
 LATENCY_BUCKETS = (
@@ -140,6 +142,45 @@ class OfferMetrics:
             "Catalogue reloads refused (unreadable or invalid file); the last good one is kept.",
             registry=r,
         )
+        # --- click model ----------------------------------------------------
+        self.model_info = Gauge(
+            "tracker_offer_model_info",
+            "1 for the click-model version this replica decides with (0000000000-...: the untrained "
+            "priors, no snapshot published yet).",
+            ["version"],
+            registry=r,
+        )
+        self.model_updates = Gauge(
+            "tracker_offer_model_updates",
+            "Rewards the click model this replica decides with has learned from.",
+            registry=r,
+        )
+        self.model_loaded_at = Gauge(
+            "tracker_offer_model_loaded_timestamp_seconds",
+            "When this replica loaded the click model it decides with (Unix time).",
+            registry=r,
+        )
+        self.model_reload_errors = Counter(
+            "tracker_offer_model_reload_errors",
+            "Click-model snapshots that could not be read or were refused (missing, malformed, "
+            "altered, other layout); the last good model is kept.",
+            registry=r,
+        )
+        # --- frequency caps -------------------------------------------------
+        self.impressions = Counter(
+            "tracker_offer_impressions_recorded",
+            "Offers served whose impression was (or was not) added to the visitor's frequency-cap "
+            "counters, by result: recorded; dropped (queue full); skipped (Redis breaker open); "
+            "conflict (concurrent writers, retries exhausted); error (Redis); unreadable (stored "
+            "counters of another layout, left alone).",
+            ["result"],
+            registry=r,
+        )
+        self.impression_queue_depth = Gauge(
+            "tracker_offer_impression_queue_depth",
+            "Impression counts waiting in memory to be written to Redis.",
+            registry=r,
+        )
         # --- privacy --------------------------------------------------------
         self.erasures = Counter(
             "tracker_offer_erasure_requests",
@@ -165,6 +206,8 @@ class OfferMetrics:
             self.decisions_dropped.labels(reason=reason)
         for kind in REDIS_ERRORS:
             self.redis_errors.labels(kind=kind)
+        for result in IMPRESSION_RESULTS:
+            self.impressions.labels(result=result)
         for result in ("accepted", "unavailable"):
             self.erasures.labels(result=result)
         for result in ("signed_link", "cookie", "denied"):
@@ -178,6 +221,12 @@ class OfferMetrics:
     def outcome(self, outcome: Outcome) -> Any:
         """The counter child of one outcome (looked up once: ``labels()`` costs on a hot path)."""
         return self._outcome_children[outcome]
+
+    def model_loaded(self, version: str, updates: int) -> None:
+        self.model_info.clear()
+        self.model_info.labels(version=version).set(1)
+        self.model_updates.set(updates)
+        self.model_loaded_at.set(time.time())
 
     def breaker_changed(self, state: State) -> None:
         self.breaker_state.set(STATE_VALUES[state])

@@ -247,9 +247,10 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.timer(interval=REWIND_CHECK_SECONDS)
     async def retry_rewinds() -> None:
-        """Seek again the partitions whose missing records have not come (idle partitions
-        send no batch that would notice)."""
+        """Seek again the partitions whose missing records have not come, and seek back those
+        stuck short of their high watermark (idle partitions send no batch that would notice)."""
         await processor.retry_rewinds()
+        await processor.check_stalls()
 
     @app.timer(interval=settings.session_sweep_seconds)
     async def sweep() -> None:

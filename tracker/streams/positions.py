@@ -20,6 +20,11 @@ exactly which records the table holds. Records then fall in three cases
   partition back to the expected offset and ignores later records until the
   missing one arrives (:class:`Rewinds` throttles the seeks).
 
+A skipped record that no later record follows is never seen "ahead": so a
+partition whose high watermark stays past its stored position while that
+position does not move for ``STALL_SECONDS`` is sought back too
+(:class:`StallWatch`).
+
 Offsets of the input topics are contiguous: the collector's and the worker's own
 producers are idempotent and not transactional, and the topics are not
 compacted. Records deleted by retention before they were processed are the one
@@ -42,6 +47,9 @@ RESEEK_SECONDS = 2.0
 # After this many seeks without the record arriving, the gap is accepted and counted as lost
 # (reachable only if offsets are not contiguous: a transactional producer writing the input).
 MAX_SEEKS = 15
+
+# A partition with records past its position and no progress for this long is sought back.
+STALL_SECONDS = 5.0
 
 Verdict = Literal["next", "behind", "ahead"]
 TopicPartition = tuple[str, int]
@@ -140,3 +148,23 @@ class Rewinds:
 
     def pending(self) -> int:
         return len(self._seeks)
+
+
+@dataclass
+class StallWatch:
+    """Partitions whose stored position stopped short of their high watermark."""
+
+    stall_seconds: float = STALL_SECONDS
+    _since: dict[TopicPartition, tuple[int, float]] = field(default_factory=dict)
+
+    def stalled(self, tp: TopicPartition, position: int | None, highwater: int | None, now: float) -> bool:
+        """True when ``tp`` holds records past ``position`` and ``position`` has not moved for
+        ``stall_seconds`` (a busy worker moves it every batch)."""
+        if position is None or highwater is None or highwater <= position:
+            self._since.pop(tp, None)
+            return False
+        since = self._since.get(tp)
+        if since is None or since[0] != position:
+            self._since[tp] = (position, now)
+            return False
+        return now - since[1] >= self.stall_seconds

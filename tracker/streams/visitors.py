@@ -53,6 +53,7 @@ from tracker.streams.control import Control, key_partition
 from tracker.streams.positions import (
     InputPosition,
     Rewinds,
+    StallWatch,
     TopicPartition,
     classify,
     position_key,
@@ -132,6 +133,7 @@ class VisitorProcessor:
         self._acking: set[asyncio.Future] = set()
         self._mismatch_logged = False
         self.rewinds = Rewinds()
+        self.stalls = StallWatch()
         # Zero series from the start, so dashboards and alerts see 0, not "no data".
         for topic in (settings.topic_events, *control_topic.topics):
             for counter in (metrics.INPUT_RECORDS_AHEAD, metrics.INPUT_REWINDS, metrics.INPUT_RECORDS_LOST):
@@ -286,6 +288,35 @@ class VisitorProcessor:
             log.warning("seeking %s[%d] back to %d again", topic, partition, target)
             metrics.INPUT_REWINDS.labels(topic=topic).inc()
             await self.app.consumer.seek(TP(topic, partition), target)
+
+    async def check_stalls(self) -> None:
+        """Seek back the input partitions that hold records past their stored position while
+        that position does not move (a skipped last record: no later one shows the gap)."""
+        consumer = self.app.consumer
+        inputs = {self.settings.topic_events, self.settings.topic_decisions, *self.control_topic.topics}
+        now = time.monotonic()
+        for tp in consumer.assignment():
+            if tp.topic not in inputs:
+                continue
+            key = (tp.topic, tp.partition)
+            try:
+                highwater = consumer.highwater(tp)
+            except Exception:  # not fetched yet: nothing known
+                continue
+            position = self._stored_position(key)
+            if not self.stalls.stalled(key, position, highwater, now):
+                continue
+            assert position is not None
+            if self.rewinds.should_seek(key, position, now):
+                log.warning(
+                    "%s[%d] holds records up to %d but stays at %d: seeking back to process them",
+                    tp.topic,
+                    tp.partition,
+                    highwater - 1,
+                    position,
+                )
+                metrics.INPUT_REWINDS.labels(topic=tp.topic).inc()
+                await consumer.seek(tp, position)
 
     def _assigned(self) -> set[TopicPartition]:
         return {(tp.topic, tp.partition) for tp in self.app.consumer.assignment()}
