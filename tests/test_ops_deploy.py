@@ -233,7 +233,7 @@ def test_dashboard_uses_the_provisioned_datasource() -> None:
         ("offer API latency", "tracker_offer_http_request_duration_seconds_bucket"),
         ("error rates", "tracker_offer_http_requests_total"),
         ("decisions by outcome", "tracker_offer_requests_total"),
-        ("click-through", 'type="offer_click"'),
+        ("CTR policy vs holdout", 'tracker_worker_rewards_total{impressed="true",clicked="true"}'),
         ("dead letters", 'outcome="rejected"'),
     ],
 )
