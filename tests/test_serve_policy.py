@@ -288,3 +288,24 @@ async def test_explain_lists_candidates_and_logs_nothing(settings: Settings, sit
         assert await redis.exists(keys.serving_state(site_id, fan)) == 0
     finally:
         await redis.aclose()
+
+
+async def test_batched_counts_survive_redis_losing_its_scripts(settings: Settings, site_id: str) -> None:
+    fans = [visitor(site_id) for _ in range(6)]
+    for fan in fans:
+        await store_profile(settings, site_id, fan, {"shoes": 5})
+    app = create_app(settings, catalogue=small_catalogue())
+    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        async with running(app) as client:
+            await client.get("/v1/offers", params=offer_params(site_id, fans[0]))
+            await app.state.impressions.join()
+            await redis.script_flush()  # as after a Redis restart: the pipelined EVALSHAs fail
+            await asyncio.gather(*(client.get("/v1/offers", params=offer_params(site_id, f)) for f in fans))
+            await app.state.impressions.join()
+            text = (await client.get("/metrics")).text
+        counts = [await redis.hget(keys.serving_state(site_id, fan), "imp:run-shoes") for fan in fans]
+    finally:
+        await redis.aclose()
+    assert counts == ["2"] + ["1"] * 5
+    assert metric_value(text, "tracker_offer_impressions_recorded_total", result="recorded") == 7

@@ -12,8 +12,11 @@ Two requests of one visitor (two slots of one page) read the same counters,
 so the write is a compare-and-set: the hash carries a revision (``rev``, the
 decision id of its last write) and a small Lua script replaces it only if the
 revision is still the one that was read; otherwise it returns the current hash
-and the writer folds the offer into that instead (a few attempts). One round
-trip per served offer in the common case, no lost counts under concurrency.
+and the writer folds the offer into that instead (a few attempts). Each writer
+takes what is queued (up to ``BATCH``) and sends the first attempts in one
+pipeline: under load many served offers share one round trip and one socket
+write (a write per request had cost about as much CPU as the decision itself);
+conflicts are retried one by one. No lost counts under concurrency.
 
 Nothing here raises into a request: a full queue, an open breaker (Redis
 known down), a Redis error or counters of another layout are counted in
@@ -29,7 +32,7 @@ import logging
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from tracker import keys
 from tracker.models.caps import ImpressionCounts
@@ -54,6 +57,7 @@ return 1
 REVISION_FIELD = "rev"
 ATTEMPTS = 4
 WORKERS = 4
+BATCH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,47 +136,97 @@ class ImpressionRecorder:
 
     async def _drain(self) -> None:
         while True:
-            served = await self._queue.get()
+            batch = [await self._queue.get()]
+            while len(batch) < BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
             try:
-                self._results[await self.write(served)].inc()
+                for result in await self.write_many(batch):
+                    self._results[result].inc()
             except Exception:
                 # A bug here must not kill the writer: every later count would be lost silently.
                 log.exception("impression recorder: unexpected error")
-                self._results["error"].inc()
+                self._results["error"].inc(len(batch))
             finally:
-                self._queue.task_done()
+                for _ in batch:
+                    self._queue.task_done()
 
-    async def write(self, served: Served) -> str:
-        """Fold one served offer into the stored counters; the result label."""
+    def _script_args(self, served: Served, fields: dict[str, str]) -> list[str | int] | None:
+        """The compare-and-set's arguments folding ``served`` into ``fields``; None if the
+        stored counters are of another layout (left alone)."""
+        try:
+            counts = ImpressionCounts.from_fields(fields)
+        except (ValueError, KeyError) as exc:
+            log.warning("serving state of a visitor of site %s left alone: %s", served.site_id, exc)
+            return None
+        counts.record(
+            served.offer_id, at_ms=served.at_ms, session_id=served.session_id, decision_id=served.decision_id
+        )
+        new = counts.to_fields() | {REVISION_FIELD: served.decision_id}
+        args: list[str | int] = [fields.get(REVISION_FIELD, ""), self.ttl_ms]
+        for name, value in new.items():
+            args += (name, value)
+        return args
+
+    @staticmethod
+    def _current(reply: list) -> dict[str, str]:
+        return {
+            reply[i].decode("utf-8", "replace"): reply[i + 1].decode("utf-8", "replace")
+            for i in range(0, len(reply) - 1, 2)
+        }
+
+    async def write_many(self, batch: list[Served]) -> list[str]:
+        """Fold served offers into the stored counters, first attempts in one pipeline;
+        the result label of each."""
+        if self._breaker.state == "open":
+            return ["skipped"] * len(batch)  # Redis is known to be down: do not queue up timeouts
+        results: list[str | None] = [None] * len(batch)
+        pipe = self._redis.pipeline(transaction=False)
+        sent: list[int] = []
+        for n, served in enumerate(batch):
+            args = self._script_args(served, served.serving)
+            if args is None:
+                results[n] = "unreadable"
+                continue
+            # EVALSHA by hand: a pipeline given the Script object asks SCRIPT EXISTS first, every time.
+            pipe.evalsha(self._script.sha, 1, keys.serving_state(served.site_id, served.visitor_id), *args)
+            sent.append(n)
+        if sent:
+            try:
+                async with asyncio.timeout(self.timeout_seconds):
+                    replies = await pipe.execute(raise_on_error=False)
+            except (RedisError, OSError, TimeoutError) as exc:
+                log.debug("impression recorder: write failed: %r", exc)
+                replies = [exc] * len(sent)
+            for n, reply in zip(sent, replies, strict=True):
+                if isinstance(reply, NoScriptError):  # Redis lost its scripts: the Script reloads it
+                    results[n] = await self.write(batch[n])
+                elif isinstance(reply, Exception):
+                    results[n] = "error"
+                elif not isinstance(reply, list):
+                    results[n] = "recorded"
+                else:  # another write came first (two slots of one page): fold into what it wrote
+                    results[n] = await self.write(batch[n], self._current(reply), attempts=ATTEMPTS - 1)
+        return [result or "error" for result in results]
+
+    async def write(
+        self, served: Served, fields: dict[str, str] | None = None, *, attempts: int = ATTEMPTS
+    ) -> str:
+        """Fold one served offer into the stored counters (read as ``fields``, by default what
+        the request read); the result label."""
         if self._breaker.state == "open":
             return "skipped"  # Redis is known to be down: do not queue up timeouts
         key = keys.serving_state(served.site_id, served.visitor_id)
-        fields = served.serving
+        fields = served.serving if fields is None else fields
         try:
-            for _ in range(ATTEMPTS):
-                try:
-                    counts = ImpressionCounts.from_fields(fields)
-                except (ValueError, KeyError) as exc:
-                    log.warning("serving state of a visitor of site %s left alone: %s", served.site_id, exc)
+            for _ in range(attempts):
+                args = self._script_args(served, fields)
+                if args is None:
                     return "unreadable"
-                counts.record(
-                    served.offer_id,
-                    at_ms=served.at_ms,
-                    session_id=served.session_id,
-                    decision_id=served.decision_id,
-                )
-                new = counts.to_fields() | {REVISION_FIELD: served.decision_id}
-                args: list[str | int] = [fields.get(REVISION_FIELD, ""), self.ttl_ms]
-                for name, value in new.items():
-                    args += (name, value)
                 async with asyncio.timeout(self.timeout_seconds):
                     reply = await self._script(keys=[key], args=args)
                 if not isinstance(reply, list):
                     return "recorded"
-                fields = {
-                    reply[i].decode("utf-8", "replace"): reply[i + 1].decode("utf-8", "replace")
-                    for i in range(0, len(reply) - 1, 2)
-                }
+                fields = self._current(reply)
         except (RedisError, OSError, TimeoutError) as exc:
             log.debug("impression recorder: write failed: %r", exc)
             return "error"
