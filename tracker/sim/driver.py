@@ -24,6 +24,7 @@ class OfferSeen:
     personalised: bool
     categories: tuple[str, ...]
     decision_id: str | None = None
+    holdout: bool = False  # the visitor is in the control group: always the default
 
     def fits(self, category: str) -> bool:
         return self.personalised and category in self.categories
@@ -63,6 +64,7 @@ class ProductClient:
             bool(body.get("personalised")),
             tuple(offer.categories) if offer else (),
             body.get("decision_id"),
+            bool(body.get("holdout")),
         )
 
 
@@ -88,10 +90,15 @@ async def first_wave(
         sent_at[visitor.visitor_id] = time.monotonic()
     echo(f"{len(visitors)} simulated visitors each sent {events_per_visitor} events; watching their banners:")
     pending = {v.visitor_id: v for v in visitors}
+    fitted = 0
     deadline = time.monotonic() + wait_seconds
     while pending and time.monotonic() < deadline:
         for visitor_id, visitor in list(pending.items()):
             now = await client.offer(visitor)
+            if now.holdout:
+                echo(f"  {visitor_id}  browses {visitor.favourite:<12} in the holdout group: {now.offer_id}")
+                del pending[visitor_id]
+                continue
             if now.fits(visitor.favourite):
                 was = before[visitor_id].offer_id
                 echo(
@@ -99,13 +106,14 @@ async def first_wave(
                     f"  ({(time.monotonic() - sent_at[visitor_id]) * 1000:.0f} ms after its events)"
                 )
                 del pending[visitor_id]
+                fitted += 1
         await asyncio.sleep(0.02)
     for visitor in pending.values():
         still = before[visitor.visitor_id].offer_id
         echo(f"  {visitor.visitor_id}  browses {visitor.favourite:<12} still {still}")
     fresh = SimVisitor.create(SITE_ID, categories, random.Random())
     echo(f"A brand-new visitor still gets the default: {(await client.offer(fresh)).offer_id}")
-    return len(visitors) - len(pending)
+    return fitted
 
 
 # How likely a simulated visitor clicks a banner it sees: about what it browses, often;
