@@ -95,6 +95,8 @@ class _Batch:
     rewrite: dict[bytes, VisitorState] = field(default_factory=dict)
     sessions: list[tuple[bytes, SessionRecord]] = field(default_factory=list)
     rewards: list[Reward] = field(default_factory=list)
+    # Changed states whose profile did not change (only their reward join): no Redis write.
+    quiet: set[bytes] = field(default_factory=set)
     erasures: list[tuple[bytes, dict[str, Any]]] = field(default_factory=list)
     lifted: set[bytes] = field(default_factory=set)
     received: list[int] = field(default_factory=list)
@@ -135,7 +137,7 @@ class VisitorProcessor:
         self.rewinds = Rewinds()
         self.stalls = StallWatch()
         # Zero series from the start, so dashboards and alerts see 0, not "no data".
-        for topic in (settings.topic_events, *control_topic.topics):
+        for topic in (settings.topic_events, settings.topic_decisions, *control_topic.topics):
             for counter in (metrics.INPUT_RECORDS_AHEAD, metrics.INPUT_REWINDS, metrics.INPUT_RECORDS_LOST):
                 counter.labels(topic=topic)
         for group in ("policy", "holdout"):
@@ -196,11 +198,7 @@ class VisitorProcessor:
         value = self.table.get(position_key(*tp))
         return value.next_offset if isinstance(value, InputPosition) else None
 
-    def _admit(
-        self, events: Sequence[EventT]
-    ) -> tuple[
-        list[EventT], dict[TopicPartition, tuple[int, EventT]], dict[TopicPartition, tuple[int, EventT]]
-    ]:
+    def _admit(self, events: Sequence[EventT]) -> tuple[list[EventT], _Marks, _Marks]:
         """The records to fold, the partitions' new positions, and the partitions with a gap
         (expected offset, first record past it). Records past a gap are left out (and still
         acknowledged: the table's positions, not the committed offsets, say what was processed)."""
@@ -373,6 +371,7 @@ class VisitorProcessor:
         metrics.EVENTS_PROCESSED.labels(type=tracked.event.type.value, outcome=result.outcome).inc()
         if result.changed:
             batch.changed[key] = (state, event)
+            batch.quiet.discard(key)
             batch.rewrite.pop(key, None)
             feedback = Feedback.from_event(tracked.event, received_at=tracked.server.received_at)
             if feedback is not None:
@@ -382,7 +381,7 @@ class VisitorProcessor:
                 batch.lifted.add(key)
         elif result.outcome == "replayed":
             metrics.DUPLICATES_SKIPPED.labels(reason="offset").inc()
-            if key not in batch.changed and state.profile is not None:
+            if (key not in batch.changed or key in batch.quiet) and state.profile is not None:
                 batch.rewrite[key] = state
         elif result.outcome == "duplicate":
             metrics.DUPLICATES_SKIPPED.labels(reason="event_id").inc()
@@ -430,7 +429,14 @@ class VisitorProcessor:
             return
         metrics.DECISIONS_JOINED.labels(outcome="joined" if added else "ignored").inc()
         if added:
-            batch.changed[key] = (state, event)
+            self._changed_quietly(batch, key, state, event)
+
+    @staticmethod
+    def _changed_quietly(batch: _Batch, key: bytes, state: VisitorState, event: EventT) -> None:
+        """The table entry changed but not the profile in Redis (unless something else did)."""
+        if key not in batch.changed:
+            batch.quiet.add(key)
+        batch.changed[key] = (state, event)
 
     def _check_partitioner(self, key: bytes, partition: int) -> None:
         """Erasures are routed with murmur2 (Kafka's default partitioner, the Java client's and
@@ -470,6 +476,7 @@ class VisitorProcessor:
                 metrics.ERASURES.labels(outcome="duplicate").inc()
             batch.rewrite.pop(key, None)
             batch.lifted.discard(key)
+            batch.quiet.discard(key)
             batch.erasures.append((key, request.model_dump(mode="json")))
         elif state is None:
             return
@@ -484,7 +491,7 @@ class VisitorProcessor:
             due = self._join(state, lambda rewards: rewards.on_tick(control.at))
             if due:
                 batch.rewards.extend(due)
-                batch.changed[key] = (state, event)
+                self._changed_quietly(batch, key, state, event)
         elif control.kind == "expire" and state.expired(self._now_ms(), self.retention_ms):
             batch.changed.pop(key, None)
             batch.rewrite.pop(key, None)
@@ -579,6 +586,8 @@ class VisitorProcessor:
         ttl = self.settings.profile_retention_seconds
         pipe = self.redis.pipeline(transaction=False)
         for key, (state, _) in batch.changed.items():
+            if key in batch.quiet:
+                continue
             site_id, visitor_id = split_key(key)
             if state.profile is not None:
                 pipe.set(keys.profile(site_id, visitor_id), self._project(state), ex=ttl)
@@ -626,7 +635,9 @@ class VisitorProcessor:
         """One profile update in ``segment_sample_every`` feeds the learner (no ids: anonymous)."""
         every = self.settings.segment_sample_every
         assert self.samples_topic is not None
-        for state, _ in batch.changed.values():
+        for key, (state, _) in batch.changed.items():
+            if key in batch.quiet:
+                continue
             profile = state.profile
             if profile is not None and profile.events_seen % every == 0:
                 self.samples_topic.send_soon(value=orjson.dumps(profile_features(profile)))
