@@ -28,7 +28,7 @@ from streams_support import (
 )
 
 from tracker import keys
-from tracker.schema import ErasureRequest, partition_key
+from tracker.schema import ErasureRequest, TrackedEvent, partition_key
 from tracker.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -114,6 +114,20 @@ def test_profile_values_for_a_scripted_visit(worker: Worker, producer: Producer,
     assert profile["offers"] == {"shown": [["outdoor-10", t + 500]], "clicked": [["outdoor-10", t + 600]]}
     assert profile["session"]["source"] == "email" and profile["session"]["engaged_s"] == 15
     assert profile["sessions"] == 1 and profile["engagement"] > 0
+
+
+def test_anonymous_pixel_hits_are_not_profiled(worker: Worker, producer: Producer, site_id: str) -> None:
+    person, pixel, t = visitor(), visitor(), now_ms()
+    hit = TrackedEvent.model_validate(
+        {
+            "event": event(site_id, pixel, "page_view", t, url="https://shop.example/"),
+            "server": {"received_at": now_ms(), "anonymous": True},
+        }
+    )
+    producer.send([hit, tracked(event(site_id, person, "page_view", t + 1, url="https://shop.example/"))])
+    wait_for(lambda: stored_profiles(worker.settings, site_id, [person]), 60, "the visitor's profile")
+    assert stored_profiles(worker.settings, site_id, [pixel]) == {}
+    assert worker.metric("tracker_worker_events_total", outcome="anonymous") >= 1
 
 
 def test_duplicates_never_count_twice(worker: Worker, producer: Producer, site_id: str) -> None:

@@ -8,7 +8,8 @@ EVENTS_PROCESSED = Counter(
     "tracker_worker_events_total",
     "Events read from the events topic, by type and outcome: applied, duplicate (event id seen), "
     "replayed (redelivered after a restart, already in the table), erased (visitor erased), "
-    "reprofiled (consent granted again after an erasure), invalid.",
+    "reprofiled (consent granted again after an erasure), invalid, anonymous (no-JavaScript pixel "
+    "hit, a random id per hit: never profiled).",
     ["type", "outcome"],
 )
 DUPLICATES_SKIPPED = Counter(

@@ -361,6 +361,12 @@ class VisitorProcessor:
             # count it and move on rather than stall the partition.
             metrics.EVENTS_PROCESSED.labels(type="unknown", outcome="invalid").inc()
             return
+        if tracked.server.anonymous:
+            # A no-JavaScript pixel hit: its id is random per hit, not a visitor. A profile of one
+            # page view would only fill Redis and the table until retention; Kafka keeps it for
+            # aggregate analytics. (Flagged bots are profiled: the collector's bot policy decides.)
+            metrics.EVENTS_PROCESSED.labels(type=tracked.event.type.value, outcome="anonymous").inc()
+            return
         state = self._state(batch, key)
         if state is None:
             state = VisitorState.new(tracked.event.site_id, tracked.event.visitor_id)
