@@ -18,7 +18,7 @@ from snippet_support import Browser
 
 from tracker import keys
 from tracker.devstack.process import free_port
-from tracker.devstack.services import ALL_SERVICES, ServiceProcess
+from tracker.devstack.services import ALL_SERVICES, running_services
 from tracker.models.catalogue import load_catalogue
 from tracker.settings import Settings, SiteConfig
 
@@ -49,16 +49,8 @@ def shop(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         holdout_percent=0,
     )
     log_dir: Path = tmp_path_factory.mktemp("shop-logs")
-    started = []
-    try:
-        for name in ALL_SERVICES:
-            service = ServiceProcess(name, settings, log_dir)
-            service.start(timeout=90)
-            started.append(service)
+    with running_services(ALL_SERVICES, settings, log_dir, timeout=90):
         yield settings
-    finally:
-        for service in reversed(started):
-            service.stop()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import redis
 
 from tracker import keys
 from tracker.devstack.process import free_port
-from tracker.devstack.services import SERVICES, ServiceProcess
+from tracker.devstack.services import SERVICES, running_services
 from tracker.models.catalogue import load_catalogue
 from tracker.models.holdout import in_holdout
 from tracker.settings import Settings
@@ -44,16 +44,8 @@ def product(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
         allow_unregistered_sites=True,
     )
     log_dir: Path = tmp_path_factory.mktemp("e2e-logs")
-    services = [ServiceProcess(name, settings, log_dir) for name in SERVICES]
-    started = []
-    try:
-        for service in services:
-            service.start(timeout=90)
-            started.append(service)
+    with running_services(SERVICES, settings, log_dir, timeout=90):
         yield settings
-    finally:
-        for service in reversed(started):
-            service.stop()
 
 
 def _event(site: str, visitor: str, category: str, n: int) -> dict:

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tracker.devstack.process import ManagedProcess, free_port
-from tracker.devstack.services import SERVICES, ServiceProcess
+from tracker.devstack.services import SERVICES, running_services
 from tracker.devstack.topics import create_topics
 from tracker.settings import REPO_ROOT, Settings
 
@@ -52,16 +52,8 @@ def services(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settin
     )
     create_topics(settings)
     log_dir = tmp_path_factory.mktemp("prom-services")
-    started: list[ServiceProcess] = []
-    try:
-        for name in SERVICES:
-            service = ServiceProcess(name, settings, log_dir)
-            service.start(timeout=90)
-            started.append(service)
+    with running_services(SERVICES, settings, log_dir, timeout=90):
         yield settings
-    finally:
-        for service in reversed(started):
-            service.stop()
 
 
 def project_config(settings: Settings, prometheus_port: int) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tracker.devstack.process import free_port, port_is_free
-from tracker.devstack.services import ALL_SERVICES, ServiceProcess
+from tracker.devstack.services import ALL_SERVICES, running_services
 from tracker.devstack.stack import LocalStack
 from tracker.live.monitor import LiveMonitor, metrics_urls
 from tracker.settings import Settings, SiteConfig
@@ -73,50 +73,42 @@ def run_local_product(
     with LocalStack(settings=settings, kafka_port=kafka_port, redis_port=redis_port) as stack:
         echo(f"  Kafka  {stack.kafka_bootstrap}\n  Redis  {stack.redis_url}")
         service_settings = demo_learning(service_ports(stack.service_settings()))
-        services = [ServiceProcess(name, service_settings, log_dir) for name in ALL_SERVICES]
-        started: list[ServiceProcess] = []
-        monitor: LiveMonitor | None = None
-        try:
-            for service in services:
-                echo(f"Starting the {service.service}...")
-                service.start()
-                started.append(service)
-            s = service_settings
-            echo(
-                "\nThe product is up:\n"
-                f"  demo shop   http://{s.shop_host}:{s.shop_port}/   <- open this in a browser\n"
-                f"  collector   http://{s.collector_host}:{s.collector_port}/v1/events\n"
-                f"  offer API   http://{s.api_host}:{s.api_port}/v1/offers"
-                "?site=demo&visitor=<id>&slot=home-hero\n"
-                f"  metrics     http://{s.collector_host}:{s.collector_port}/metrics, "
-                f"http://{s.api_host}:{s.api_port}/metrics, http://{s.worker_web_host}:{s.worker_web_port}/metrics\n"
-                f"  logs        {log_dir}\n"
-                "Ctrl-C stops everything.\n"
-            )
-            if live:
-                monitor = LiveMonitor(metrics_urls(s), echo=echo)
-                monitor.start()
-            # While the live view draws, the simulation's lines go above its block.
-            sim_echo = monitor.echo if monitor is not None else echo
-            if simulate:
-                asyncio.run(
-                    run_simulation(
-                        service_settings,
-                        collector_url=f"http://{s.collector_host}:{s.collector_port}",
-                        api_url=f"http://{s.api_host}:{s.api_port}",
-                        visitors=visitors,
-                        rate=rate,
-                        duration=duration,
-                        echo=sim_echo,
-                    )
+        with running_services(ALL_SERVICES, service_settings, log_dir, echo=echo):
+            monitor: LiveMonitor | None = None
+            try:
+                s = service_settings
+                echo(
+                    "\nThe product is up:\n"
+                    f"  demo shop   http://{s.shop_host}:{s.shop_port}/   <- open this in a browser\n"
+                    f"  collector   http://{s.collector_host}:{s.collector_port}/v1/events\n"
+                    f"  offer API   http://{s.api_host}:{s.api_port}/v1/offers"
+                    "?site=demo&visitor=<id>&slot=home-hero\n"
+                    f"  metrics     http://{s.collector_host}:{s.collector_port}/metrics, "
+                    f"http://{s.api_host}:{s.api_port}/metrics, http://{s.worker_web_host}:{s.worker_web_port}/metrics\n"
+                    f"  logs        {log_dir}\n"
+                    "Ctrl-C stops everything.\n"
                 )
-            elif duration > 0:
-                time.sleep(duration)
-            else:
-                threading.Event().wait()
-        finally:
-            if monitor is not None:
-                monitor.stop()  # before the services go: no figures from half-stopped ones
-            echo("Stopping services...")
-            for service in reversed(started):
-                service.stop()
+                if live:
+                    monitor = LiveMonitor(metrics_urls(s), echo=echo)
+                    monitor.start()
+                # While the live view draws, the simulation's lines go above its block.
+                sim_echo = monitor.echo if monitor is not None else echo
+                if simulate:
+                    asyncio.run(
+                        run_simulation(
+                            service_settings,
+                            collector_url=f"http://{s.collector_host}:{s.collector_port}",
+                            api_url=f"http://{s.api_host}:{s.api_port}",
+                            visitors=visitors,
+                            rate=rate,
+                            duration=duration,
+                            echo=sim_echo,
+                        )
+                    )
+                elif duration > 0:
+                    time.sleep(duration)
+                else:
+                    threading.Event().wait()
+            finally:
+                if monitor is not None:
+                    monitor.stop()  # before the services go: no figures from half-stopped ones

@@ -7,9 +7,11 @@ environment variables.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import httpx
@@ -70,3 +72,30 @@ class ServiceProcess:
 
     def stop(self) -> None:
         self.process.stop(timeout=20)
+
+
+@contextlib.contextmanager
+def running_services(
+    names: Iterable[str],
+    settings: Settings,
+    log_dir: Path,
+    *,
+    timeout: float = 60.0,
+    echo: Callable[[str], None] | None = None,
+) -> Iterator[list[ServiceProcess]]:
+    """Start ``names`` in order, each ready before the next; on leaving (or when one fails to
+    start), stop those started, in reverse order. ``echo`` narrates it (``tracker up``)."""
+    started: list[ServiceProcess] = []
+    try:
+        for name in names:
+            if echo is not None:
+                echo(f"Starting the {name}...")
+            service = ServiceProcess(name, settings, log_dir)
+            service.start(timeout=timeout)
+            started.append(service)
+        yield started
+    finally:
+        if echo is not None:
+            echo("Stopping services...")
+        for service in reversed(started):
+            service.stop()

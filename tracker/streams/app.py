@@ -186,6 +186,10 @@ def create_app(settings: Settings) -> faust.App:
             )
             await future  # acknowledged by Kafka before this request is acknowledged
 
+    def owns(topic: str) -> bool:
+        """Whether this worker is assigned ``topic`` (the one-partition topics of single writers)."""
+        return any(tp.topic == topic for tp in app.consumer.assignment())
+
     trainer_redis = Redis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
     trainer_host = TrainerHost(settings, trainer_redis)
 
@@ -200,8 +204,7 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.timer(interval=1.0)
     async def publish_click_model() -> None:
-        owned = any(tp.topic == rewards_topic_name(settings) for tp in app.consumer.assignment())
-        if not owned:
+        if not owns(rewards_topic_name(settings)):
             trainer_host.forget()
             return
         try:
@@ -225,8 +228,7 @@ def create_app(settings: Settings) -> faust.App:
         @app.timer(interval=settings.segment_publish_seconds)
         async def publish_segments() -> None:
             """Publish from the worker that owns the samples partition, and only from it."""
-            owned = any(tp.topic == samples_topic_name(settings) for tp in app.consumer.assignment())
-            if not owned:
+            if not owns(samples_topic_name(settings)):
                 host.forget()
                 return
             try:

@@ -279,8 +279,10 @@ class VisitorProcessor:
         return durable
 
     async def retry_rewinds(self) -> None:
-        for (topic, partition), target in self.rewinds.due(time.monotonic()):
-            if (topic, partition) not in self._assigned():
+        due = self.rewinds.due(time.monotonic())
+        assigned = self._assigned() if due else set()
+        for (topic, partition), target in due:
+            if (topic, partition) not in assigned:
                 self.rewinds.arrived((topic, partition))  # no longer ours: its new owner checks
                 continue
             log.warning("seeking %s[%d] back to %d again", topic, partition, target)
