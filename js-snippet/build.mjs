@@ -12,10 +12,16 @@ const dist = join(root, 'dist');
 const common = {
   bundle: true,
   minify: true,
-  // Browsers of the last few years (fetch keepalive, URL, IntersectionObserver): Chrome/Edge 80+, Firefox 78+, Safari 13.1+.
+  // Syntax of ES2020; the APIs used (AbortSignal.timeout, Object.hasOwn...) need Chrome/Edge 103+,
+  // Firefox 100+, Safari 16+ (README, Browser support), which the tracker checks at init.
   target: 'es2020',
   format: 'iife',
   legalComments: 'none',
+  // Internal property names start with `_` and are shortened; public API, options and the
+  // wire format never do.
+  mangleProps: /^_/,
+  // No "use strict" prologue: nothing in the output depends on strict mode.
+  tsconfigRaw: { compilerOptions: { alwaysStrict: false } },
   logLevel: 'warning',
 };
 

@@ -10,7 +10,7 @@ function parseConfig(input: unknown) {
 
 describe('parseConfig', () => {
   it('needs a valid site id', () => {
-    expect(parseConfig({})).toEqual({ error: 'init: site must be a site id like "my-shop"' });
+    expect(parseConfig({})).toEqual({ error: 'E5' });
     expect(parseConfig({ site: 'Bad Site' })).toHaveProperty('error');
     expect(parseConfig(null)).toHaveProperty('error');
   });
@@ -33,10 +33,10 @@ describe('parseConfig', () => {
     expect(r.config.consent).toBe('pending');
     expect(r.config.cookieDays).toBe(395);
     expect(r.warnings).toEqual([
-      'init: option consent is invalid; using the default',
-      'init: option cookieDays is invalid; using the default',
-      'init: option colector is unknown; using the default',
-      'init: option cookieName is invalid; using the default',
+      'E7 consent',
+      'E7 cookieDays',
+      'E6 colector',
+      'E7 cookieName',
     ]);
   });
 });

@@ -2,17 +2,17 @@
 // shared by "tabs": what is sent, when, and never twice. Time is faked.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { TrackedEvent } from '../src/core/events';
-import { type Delivery, createDelivery } from '../src/browser/delivery';
+import { type Delivery, type DeliveryConfig, createDelivery } from '../src/browser/delivery';
 import type { Store } from '../src/browser/storage';
 
 function memoryStore(): Store & { map: Map<string, string> } {
   const map = new Map<string, string>();
   return {
     map,
-    get: (k) => map.get(k) ?? null,
-    set: (k, v) => (map.set(k, v), true),
-    del: (k) => void map.delete(k),
-    keys: (p) => [...map.keys()].filter((k) => k.startsWith(p)),
+    _get: (k) => map.get(k) ?? null,
+    _set: (k, v) => void map.set(k, `${v}`),
+    _del: (k) => void map.delete(k),
+    _keys: (p) => [...map.keys()].filter((k) => k.startsWith(p)),
   };
 }
 
@@ -59,19 +59,15 @@ const event = (type = 'page_view'): TrackedEvent => ({
   visitor_id: 'visitor-1234',
 });
 
-type Options = Parameters<typeof createDelivery>[0];
-
-function tab(store: Store, w: Window, name: string, cfg: Partial<Options['cfg']> = {}, extra: Partial<Options> = {}): Delivery {
-  return createDelivery({
-    w,
-    store,
-    cfg: { collector: 'https://c.example', site: 'shop', serverCookie: false, batchSize: 10, batchMs: 1000, maxQueue: 50, ...cfg },
-    recorded: () => false,
-    tab: name,
-    warn: () => {},
-    onDropped: () => {},
-    ...extra,
-  });
+function tab(
+  store: Store,
+  w: Window,
+  name: string,
+  cfg: Partial<DeliveryConfig> = {},
+  onDropped: (count: number) => void = () => {},
+): Delivery {
+  const config = { collector: 'https://c.example', site: 'shop', serverCookie: false, batchSize: 10, batchMs: 1000, maxQueue: 50, ...cfg };
+  return createDelivery(w, store, config, name, () => false, () => {}, onDropped);
 }
 
 const flushPromises = () => vi.advanceTimersByTimeAsync(0);
@@ -87,8 +83,8 @@ describe('batching', () => {
     const store = memoryStore();
     const { w, calls } = fakeWindow();
     const d = tab(store, w, 'a');
-    d.enqueue(event());
-    d.enqueue(event());
+    d._enqueue(event());
+    d._enqueue(event());
     await vi.advanceTimersByTimeAsync(999);
     expect(calls).toHaveLength(0);
     await vi.advanceTimersByTimeAsync(1);
@@ -97,13 +93,13 @@ describe('batching', () => {
     expect(calls[0].ids).toHaveLength(2);
     calls[0].answer(202);
     await flushPromises();
-    expect(store.keys('trk:q:')).toHaveLength(0);
+    expect(store._keys('trk:q:')).toHaveLength(0);
   });
 
   it('sends at once when the size bound is reached', async () => {
     const { w, calls } = fakeWindow();
     const d = tab(memoryStore(), w, 'a');
-    for (let i = 0; i < 10; i++) d.enqueue(event());
+    for (let i = 0; i < 10; i++) d._enqueue(event());
     await flushPromises();
     expect(calls).toHaveLength(1);
     expect(calls[0].ids).toHaveLength(10);
@@ -112,7 +108,7 @@ describe('batching', () => {
   it('keeps one request in flight at a time', async () => {
     const { w, calls } = fakeWindow();
     const d = tab(memoryStore(), w, 'a');
-    for (let i = 0; i < 25; i++) d.enqueue(event());
+    for (let i = 0; i < 25; i++) d._enqueue(event());
     await vi.advanceTimersByTimeAsync(5000);
     expect(calls).toHaveLength(1);
     calls[0].answer(202);
@@ -127,11 +123,11 @@ describe('retries', () => {
     const store = memoryStore();
     const { w, calls } = fakeWindow();
     const d = tab(store, w, 'a');
-    d.enqueue(event());
+    d._enqueue(event());
     await vi.advanceTimersByTimeAsync(1000);
     calls[0].answer(503, '30');
     await flushPromises();
-    expect(store.keys('trk:q:')).toHaveLength(1);
+    expect(store._keys('trk:q:')).toHaveLength(1);
     await vi.advanceTimersByTimeAsync(29_000);
     expect(calls).toHaveLength(1);
     await vi.advanceTimersByTimeAsync(1_100);
@@ -139,13 +135,13 @@ describe('retries', () => {
     expect(calls[1].ids).toEqual(calls[0].ids);
     calls[1].answer(202);
     await flushPromises();
-    expect(store.keys('trk:q:')).toHaveLength(0);
+    expect(store._keys('trk:q:')).toHaveLength(0);
   });
 
   it('backs off exponentially on network errors, and never beyond the cap', async () => {
     const { w, calls } = fakeWindow();
     const d = tab(memoryStore(), w, 'a');
-    d.enqueue(event());
+    d._enqueue(event());
     await vi.advanceTimersByTimeAsync(1000);
     const times: number[] = [];
     for (let i = 0; i < 10; i++) {
@@ -164,7 +160,7 @@ describe('retries', () => {
     const store = memoryStore();
     const { w, calls } = fakeWindow();
     const d = tab(store, w, 'a');
-    for (let i = 0; i < 4; i++) d.enqueue(event());
+    for (let i = 0; i < 4; i++) d._enqueue(event());
     await vi.advanceTimersByTimeAsync(1000);
     calls[0].answer(413);
     await flushPromises();
@@ -174,7 +170,7 @@ describe('retries', () => {
     expect(calls[2].ids).toEqual(calls[0].ids.slice(2));
     calls[2].answer(202);
     await flushPromises();
-    expect(store.keys('trk:q:')).toHaveLength(0);
+    expect(store._keys('trk:q:')).toHaveLength(0);
     expect(calls).toHaveLength(3);
   });
 });
@@ -184,20 +180,20 @@ describe('the persistent queue', () => {
     const store = memoryStore();
     const { w, calls } = fakeWindow();
     const dropped: number[] = [];
-    const d = tab(store, w, 'a', { maxQueue: 10, batchSize: 100 }, { onDropped: (c) => dropped.push(c) });
+    const d = tab(store, w, 'a', { maxQueue: 10, batchSize: 100 }, (c) => dropped.push(c));
     const first = event();
-    d.enqueue(first);
+    d._enqueue(first);
     for (let i = 0; i < 12; i++) {
       vi.advanceTimersByTime(1); // distinct timestamps; short of the batch timer
-      d.enqueue(event());
+      d._enqueue(event());
     }
-    expect(store.keys('trk:q:')).toHaveLength(10);
-    expect(store.get(`trk:q:${first.event_id}`)).toBeNull();
+    expect(store._keys('trk:q:')).toHaveLength(10);
+    expect(store._get(`trk:q:${first.event_id}`)).toBeNull();
     await vi.advanceTimersByTimeAsync(1000);
     calls[0].answer(202);
     await flushPromises();
     expect(dropped).toEqual([3]);
-    expect(store.get('trk:d')).toBeNull();
+    expect(store._get('trk:d')).toBeNull();
   });
 });
 
@@ -206,30 +202,30 @@ describe('page exit', () => {
     const store = memoryStore();
     const { w, calls, beacons } = fakeWindow();
     const d = tab(store, w, 'a');
-    d.enqueue(event());
+    d._enqueue(event());
     await vi.advanceTimersByTimeAsync(1000);
     calls[0].answer(202);
     await flushPromises();
     const late = event();
-    d.enqueue(late);
-    d.hide(true);
+    d._enqueue(late);
+    d._hide(true);
     expect(beacons).toEqual([[late.event_id]]);
-    expect(store.keys('trk:q:')).toHaveLength(0);
+    expect(store._keys('trk:q:')).toHaveLength(0);
   });
 
   it('keeps everything for the next page when the collector was failing', async () => {
     const store = memoryStore();
     const { w, calls, beacons } = fakeWindow();
     const d = tab(store, w, 'a');
-    d.enqueue(event());
+    d._enqueue(event());
     await vi.advanceTimersByTimeAsync(1000);
     calls[0].answer(503, '5');
     await flushPromises();
-    d.enqueue(event());
-    d.hide(true);
+    d._enqueue(event());
+    d._hide(true);
     expect(beacons).toEqual([]);
-    expect(store.keys('trk:q:')).toHaveLength(2);
-    expect(store.keys('trk:t:')).toHaveLength(0); // the next page may adopt them at once
+    expect(store._keys('trk:q:')).toHaveLength(2);
+    expect(store._keys('trk:t:')).toHaveLength(0); // the next page may adopt them at once
   });
 });
 
@@ -240,16 +236,16 @@ describe('tabs', () => {
     const sent: string[] = [];
     const a = tab(store, w, 'tab-a');
     const orphans = [event(), event(), event()];
-    for (const e of orphans) a.enqueue(e);
-    a.hide(true); // never healthy: the events stay, the tab is gone
+    for (const e of orphans) a._enqueue(e);
+    a._hide(true); // never healthy: the events stay, the tab is gone
 
     const b = tab(store, w, 'tab-b');
     const c = tab(store, w, 'tab-c');
     const own = [event(), event()];
-    b.enqueue(own[0]);
-    c.enqueue(own[1]);
-    b.flush();
-    c.flush();
+    b._enqueue(own[0]);
+    c._enqueue(own[1]);
+    b._flush();
+    c._flush();
     for (let i = 0; i < 30; i++) {
       await vi.advanceTimersByTimeAsync(100);
       for (const call of calls.splice(0)) {
@@ -265,10 +261,10 @@ describe('tabs', () => {
     const store = memoryStore();
     const { w, calls } = fakeWindow();
     const a = tab(store, w, 'tab-a');
-    a.enqueue(event());
+    a._enqueue(event());
     calls.length = 0;
     const b = tab(store, w, 'tab-b');
-    b.flush();
+    b._flush();
     await vi.advanceTimersByTimeAsync(500);
     expect(calls).toHaveLength(0); // a's batch timer has not fired, and b must not send a's event
   });

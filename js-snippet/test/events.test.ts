@@ -45,17 +45,17 @@ describe('buildDraft', () => {
   });
 
   it('refuses a call missing a required field, naming it', () => {
-    expect(error('product_view', { product_id: 'sku-1' })).toBe('product_view: category is required');
-    expect(error('purchase', { order_id: 'o-1', value: 10 })).toBe('purchase: currency is required');
-    expect(error('search', { query: '' })).toBe('search: query is required');
-    expect(error('nope', {})).toBe('unknown event type "nope"');
+    expect(error('product_view', { product_id: 'sku-1' })).toBe('E11 product_view.category');
+    expect(error('purchase', { order_id: 'o-1', value: 10 })).toBe('E11 purchase.currency');
+    expect(error('search', { query: '' })).toBe('E11 search.query');
+    expect(error('nope', {})).toBe('E10 nope');
   });
 
   it('refuses invalid required fields and leaves out invalid optional ones', () => {
-    expect(error('product_view', { product_id: 'has space', category: 'x' })).toBe('product_view: product_id is invalid');
-    expect(error('purchase', { order_id: 'o-1', value: -1, currency: 'EUR' })).toBe('purchase: value is invalid');
+    expect(error('product_view', { product_id: 'has space', category: 'x' })).toBe('E12 product_view.product_id');
+    expect(error('purchase', { order_id: 'o-1', value: -1, currency: 'EUR' })).toBe('E12 purchase.value');
     const r = build('add_to_cart', { product_id: 7, quantity: 0.5, price: -3 });
-    expect(r.warnings).toEqual(['add_to_cart: price is invalid; left out', 'add_to_cart: quantity is invalid; left out']);
+    expect(r.warnings).toEqual(['E13 add_to_cart.price', 'E13 add_to_cart.quantity']);
     expect(r).not.toHaveProperty('draft.price');
     expect(r).not.toHaveProperty('draft.quantity');
     expect(ok('add_to_cart', { product_id: 7 }).product_id).toBe('7');
@@ -71,14 +71,14 @@ describe('buildDraft', () => {
     expect(d.items).toEqual([{ product_id: 'a', quantity: 2, price: 10 }, { product_id: 'b', category: 'shoes' }]);
     // A bad cart line loses the lines, not the purchase (its value still counts).
     const r = build('purchase', { order_id: 'o', value: 1, currency: 'EUR', items: [{ quantity: 1 }] });
-    expect(r.warnings).toEqual(['purchase: items is invalid; left out']);
+    expect(r.warnings).toEqual(['E13 purchase.items']);
     expect(r).not.toHaveProperty('draft.items');
   });
 
   it('takes only a SHA-256 hex hash for identify', () => {
     const hash = 'A'.repeat(64);
     expect(ok('identify', { customer_hash: hash }).customer_hash).toBe('a'.repeat(64));
-    expect(error('identify', { customer_hash: 'jane@example.com' })).toBe('identify: customer_hash is invalid');
+    expect(error('identify', { customer_hash: 'jane@example.com' })).toBe('E12 identify.customer_hash');
   });
 
   it('keeps custom properties within the schema bounds', () => {
@@ -90,7 +90,7 @@ describe('buildDraft', () => {
     expect(kept).toMatchObject({ ok: 'yes', n: 3, flag: true });
     expect(kept).not.toHaveProperty('nested');
     expect(kept).not.toHaveProperty('long');
-    expect(error('custom', { name: 'has space' })).toBe('custom: name is invalid');
+    expect(error('custom', { name: 'has space' })).toBe('E12 custom.name');
   });
 
   it('truncates long texts to the schema limits', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_BODY_BYTES, batchBody, envelope, mayAdopt, overflow, planBatches, utf8Length } from '../src/core/queue';
+import { MAX_BODY_BYTES, batchBody, envelope, mayAdopt, planBatches, utf8Length } from '../src/core/queue';
 
 const item = (n: number, size = 50) => ({ id: `e${n}`, ts: 1_700_000_000_000 + n, json: JSON.stringify({ n, pad: 'x'.repeat(size) }) });
 
@@ -57,26 +57,14 @@ describe('planBatches', () => {
   });
 });
 
-describe('overflow', () => {
-  it('drops nothing under the cap', () => {
-    expect(overflow([item(1), item(2)], 2)).toEqual([]);
-  });
-
-  it('drops the oldest first', () => {
-    const items = [item(5), item(1), item(3), item(2), item(4)];
-    expect(overflow(items, 3).map((i) => i.id)).toEqual(['e1', 'e2']);
-    expect(items.map((i) => i.id)).toEqual(['e5', 'e1', 'e3', 'e2', 'e4']); // input untouched
-  });
-});
-
 describe('mayAdopt', () => {
   it('never takes its own events, nor those of a live tab', () => {
-    expect(mayAdopt('me', 'me', null, 10)).toBe(false);
+    expect(mayAdopt('me', 'me', 0, 10)).toBe(false);
     expect(mayAdopt('other', 'me', 11, 10)).toBe(false);
   });
 
   it('takes events whose tab closed or stopped beating', () => {
-    expect(mayAdopt('other', 'me', null, 10)).toBe(true);
+    expect(mayAdopt('other', 'me', 0, 10)).toBe(true);
     expect(mayAdopt('other', 'me', 10, 10)).toBe(true);
   });
 });

@@ -13,13 +13,14 @@
 
 import type { Config } from '../core/config';
 import type { TrackedEvent } from '../core/events';
-import { type Item, MAX_BODY_BYTES, MAX_EVENT_BYTES, batchBody, envelope, mayAdopt, overflow, planBatches, utf8Length } from '../core/queue';
-import { DEFAULT_BACKOFF, backoffDelay, formatHealth, parseHealth, parseRetryAfter, trustUnanswered, verdict } from '../core/retry';
+import { type Item, MAX_BODY_BYTES, MAX_EVENT_BYTES, batchBody, envelope, mayAdopt, planBatches, utf8Length } from '../core/queue';
+import { backoffDelay, parseRetryAfter, trustUnanswered, verdict } from '../core/retry';
 import { fetchWithin } from './net';
-import { PREFIX, type Store } from './storage';
+import { PREFIX, type Store, attempt as tryOr } from './storage';
 
 const QUEUE = `${PREFIX}q:`;
 const TABS = `${PREFIX}t:`;
+/** The collector's last answer: `1:<time>` after a success, `0:<time>` after a failure. */
 const HEALTH = `${PREFIX}h`;
 const DROPPED = `${PREFIX}d`;
 const HEARTBEAT_MS = 30_000;
@@ -38,256 +39,204 @@ interface Rec extends Item {
   a: number;
 }
 
-export interface DeliveryOptions {
-  w: Window;
-  store: Store;
-  /** The collector (`POST /v1/events`), the site, and the batching options. */
-  cfg: Pick<Config, 'collector' | 'site' | 'serverCookie' | 'batchSize' | 'batchMs' | 'maxQueue'>;
-  /** Whether the visitor's consent is a recorded, explicit choice (see {@link envelope}). */
-  recorded(): boolean;
-  tab: string;
-  warn(message: string): void;
-  /** Called after a delivery with how many events were dropped from a full queue since the last report. */
-  onDropped(count: number): void;
-}
+/** The collector (`POST /v1/events`), the site, and the batching options. */
+export type DeliveryConfig = Pick<Config, 'collector' | 'site' | 'serverCookie' | 'batchSize' | 'batchMs' | 'maxQueue'>;
 
 export interface Delivery {
-  enqueue(event: TrackedEvent): void;
-  flush(): void;
+  _enqueue(event: TrackedEvent): void;
+  _flush(): void;
   /** Page hidden (`final`: being unloaded or frozen): send what is left if that is safe. */
-  hide(final: boolean): void;
+  _hide(final: boolean): void;
   /** Page shown again (from the back/forward cache too). */
-  show(): void;
+  _show(): void;
   /** Send one event now without queueing it (the consent withdrawal, just before a wipe). */
-  sendNow(event: TrackedEvent, consent: string): void;
+  _sendNow(event: TrackedEvent, consent: string): void;
   /** Forget everything in memory; the caller wipes storage. */
-  stop(): void;
+  _stop(): void;
 }
 
-export function createDelivery(opt: DeliveryOptions): Delivery {
-  const { w, store, tab, cfg } = opt;
+/**
+ * The outbox of the tab `tab`. `recorded`: whether the visitor's consent is a recorded,
+ * explicit choice (see {@link envelope}); `onDropped` is called after a delivery with how
+ * many events were dropped from a full queue since the last report.
+ */
+export function createDelivery(
+  w: Window,
+  store: Store,
+  cfg: DeliveryConfig,
+  tab: string,
+  recorded: () => boolean,
+  warn: (message: string) => void,
+  onDropped: (count: number) => void,
+): Delivery {
   const url = `${cfg.collector}/v1/events`;
   const nav = w.navigator;
-  // Used when storage refuses a write (full, disabled): this page still sends the event.
-  const memory = new Map<string, Rec>();
-  const inflight = new Map<string, Rec>();
+  // The batch in flight (one at a time).
+  let inflight: Rec[] = [];
   let attempt = 0;
   let retryAt = 0;
   let perRequest = MAX_EVENTS_PER_REQUEST;
   let timer: ReturnType<typeof setTimeout> | undefined;
   let beat: ReturnType<typeof setInterval> | undefined;
-  let sending = false;
-  let generation = 0;
 
   const now = () => Date.now();
-  const head = (consent: string) => envelope(cfg.site, consent, opt.recorded());
-  const room = () => MAX_BODY_BYTES - utf8Length(head('granted'));
-  // text/plain is CORS-safelisted: no preflight round trip before each batch.
-  const postInit = (body: string): RequestInit => ({
-    method: 'POST',
-    body,
-    headers: { 'Content-Type': 'text/plain' },
-    // The collector sets its visitor cookie on its answers only when asked to keep one.
-    credentials: cfg.serverCookie ? 'include' : 'omit',
-    keepalive: true,
-  });
-  const setHealth = (ok: boolean) => store.set(HEALTH, formatHealth({ ok, at: now() }));
+  const room = MAX_BODY_BYTES - utf8Length(envelope(cfg.site, 'granted', false));
+  const count = (key: string) => +(store._get(key) as string) || 0;
+  const body = (batch: Item[], t: number, consent = 'granted') => batchBody(batch, t, envelope(cfg.site, consent, recorded()));
 
-  function write(r: Rec): void {
-    const value = `{"o":${JSON.stringify(r.o)},"a":${r.a},"e":${r.json}}`;
-    if (store.set(QUEUE + r.id, value)) memory.delete(r.id);
-    else memory.set(r.id, r);
-  }
+  const write = (r: Rec) => store._set(QUEUE + r.id, `{"o":${JSON.stringify(r.o)},"a":${r.a},"e":${r.json}}`);
 
-  function read(key: string): Rec | null {
-    const raw = store.get(key);
+  function read(key: string): Rec[] {
     try {
-      const v = raw ? JSON.parse(raw) : null;
-      if (v && typeof v.o === 'string' && v.e && typeof v.e.event_id === 'string') {
-        return { id: v.e.event_id, ts: Number(v.e.ts) || 0, json: JSON.stringify(v.e), o: v.o, a: Number(v.a) || 0 };
+      const v = JSON.parse(store._get(key) as string);
+      if (typeof v.o === 'string' && typeof v.e.event_id === 'string') {
+        return [{ id: v.e.event_id, ts: +v.e.ts || 0, json: JSON.stringify(v.e), o: v.o, a: +v.a || 0 }];
       }
     } catch {
       /* corrupt: removed below */
     }
-    if (raw !== null) store.del(key);
-    return null;
+    store._del(key);
+    return [];
   }
 
-  function all(): Rec[] {
-    const recs = store.keys(QUEUE).map(read).filter((r): r is Rec => r !== null);
-    for (const r of memory.values()) if (!recs.some((x) => x.id === r.id)) recs.push(r);
-    return recs.sort((a, b) => a.ts - b.ts);
-  }
+  const all = (): Rec[] => store._keys(QUEUE).flatMap(read).sort((a, b) => a.ts - b.ts);
 
   function remove(recs: Rec[]): void {
-    for (const r of recs) {
-      store.del(QUEUE + r.id);
-      memory.delete(r.id);
-    }
+    for (const r of recs) store._del(QUEUE + r.id);
   }
 
-  function heartbeat(): void {
-    store.set(TABS + tab, String(now() + HEARTBEAT_TTL_MS));
-  }
-
-  function startBeat(): void {
-    heartbeat();
-    beat = setInterval(heartbeat, HEARTBEAT_MS);
-  }
-
-  /** Takes over events whose tab is gone; forgets expired heartbeats. */
-  function adopt(t: number): void {
-    const expiries = new Map<string, number>();
-    for (const key of store.keys(TABS)) {
-      const exp = Number(store.get(key));
-      if (exp > t) expiries.set(key.slice(TABS.length), exp);
-      else store.del(key);
-    }
-    for (const r of all()) {
-      if (mayAdopt(r.o, tab, expiries.get(r.o) ?? null, t)) write({ ...r, o: tab, a: t });
-    }
-  }
+  const heartbeat = () => beat && store._set(TABS + tab, now() + HEARTBEAT_TTL_MS);
 
   function schedule(delay: number): void {
-    if (timer !== undefined) return;
-    timer = setTimeout(() => {
+    timer ??= setTimeout(() => {
       timer = undefined;
       flush();
-    }, Math.max(0, delay));
+    }, delay);
   }
 
-  /** This tab's events that may be sent now, and whether some must wait for adoption to settle. */
-  function sendable(t: number, settle: boolean): [Rec[], boolean] {
-    let waiting = false;
-    const recs = all().filter((r) => {
-      if (r.o !== tab || inflight.has(r.id)) return false;
-      const ready = !settle || !r.a || t - r.a >= ADOPT_SETTLE_MS;
-      waiting ||= !ready;
-      return ready;
-    });
-    return [recs, waiting];
-  }
+  /** This tab's events, but those in flight. */
+  const own = () => all().filter((r) => r.o === tab && !inflight.some((x) => x.id === r.id));
 
   function flush(): void {
-    if (sending) return;
-    if (timer !== undefined) {
-      clearTimeout(timer);
-      timer = undefined;
-    }
+    if (inflight.length) return;
+    clearTimeout(timer);
+    timer = undefined;
     const t = now();
     if (t < retryAt) return schedule(retryAt - t);
-    adopt(t);
-    const [recs, waiting] = sendable(t, true);
-    if (waiting) schedule(ADOPT_SETTLE_MS);
-    if (recs.length) post(planBatches(recs, room(), perRequest)[0]);
+    // Take over the events whose tab is gone; forget expired heartbeats.
+    for (const key of store._keys(TABS)) if (count(key) <= t) store._del(key);
+    for (const r of all()) if (mayAdopt(r.o, tab, count(TABS + r.o), t)) write({ ...r, o: tab, a: t });
+    // What this tab adopted waits a moment, then goes if no other tab took it meanwhile.
+    const recs = own();
+    const ready = recs.filter((r) => t - r.a >= ADOPT_SETTLE_MS);
+    if (ready.length < recs.length) schedule(ADOPT_SETTLE_MS);
+    if (ready.length) post(planBatches(ready, room, perRequest)[0]);
   }
 
   function post(batch: Rec[]): void {
-    sending = true;
-    const gen = generation;
-    for (const r of batch) inflight.set(r.id, r);
-    const done = (status: number | null, retryAfter: string | null) => {
-      if (gen === generation) settle(batch, status, retryAfter);
-    };
+    inflight = batch;
+    // An answer after stop() (consent withdrawn) is ignored: the batch is no longer the one in flight.
+    const done = (status: number | null, retryAfter?: string | null) => inflight === batch && settle(batch, status, retryAfter);
     try {
-      fetchWithin(w, url, postInit(batchBody(batch, now(), head('granted'))), REQUEST_TIMEOUT_MS).then(
+      // A text body goes as text/plain, CORS-safelisted: no preflight round trip before each batch.
+      const init: RequestInit = {
+        method: 'POST',
+        body: body(batch, now()),
+        // The collector sets its visitor cookie on its answers only when asked to keep one.
+        credentials: cfg.serverCookie ? 'include' : 'omit',
+        keepalive: true,
+      };
+      fetchWithin(w, url, init, REQUEST_TIMEOUT_MS).then(
         (res) => done(res.status, res.headers.get('Retry-After')),
-        () => done(null, null),
+        () => done(null),
       );
     } catch {
-      done(null, null);
+      done(null);
     }
   }
 
-  function settle(batch: Rec[], status: number | null, retryAfter: string | null): void {
-    sending = false;
-    for (const r of batch) inflight.delete(r.id);
+  function settle(batch: Rec[], status: number | null, retryAfter?: string | null): void {
+    inflight = [];
     const v = verdict(status);
+    const t = now();
+    // Any answer but a retry one: the collector is reachable.
+    store._set(HEALTH, `${+(v !== 'retry')}:${t}`);
     if (v === 'retry') {
-      setHealth(false);
-      attempt++;
-      const t = now();
-      retryAt = t + backoffDelay(attempt, Math.random(), DEFAULT_BACKOFF, parseRetryAfter(retryAfter, t));
+      retryAt = t + backoffDelay(++attempt, Math.random(), parseRetryAfter(retryAfter, t));
       // Events counted as delivered at page exit (then the page came back): queue them again.
-      for (const r of batch) if (store.get(QUEUE + r.id) === null && !memory.has(r.id)) write({ ...r, o: tab, a: 0 });
+      for (const r of batch) if (store._get(QUEUE + r.id) === null) write({ ...r, o: tab, a: 0 });
       return schedule(retryAt - t);
     }
-    setHealth(true); // the collector answered: it is reachable
-    attempt = 0;
-    retryAt = 0;
+    attempt = retryAt = 0;
+    perRequest = MAX_EVENTS_PER_REQUEST;
     if (v === 'split' && batch.length > 1) {
       // Too large for the collector: resend in halves rather than drop.
       perRequest = Math.ceil(batch.length / 2);
     } else {
-      if (v !== 'ok') opt.warn(`the collector refused ${batch.length} event(s) with HTTP ${status}; they are dropped`);
+      if (v !== 'ok') warn(`E15 ${status}`);
       remove(batch);
-      perRequest = MAX_EVENTS_PER_REQUEST;
-      const dropped = Number(store.get(DROPPED)) || 0;
-      if (v === 'ok' && dropped > 0) {
-        store.del(DROPPED);
-        opt.onDropped(dropped);
+      const dropped = count(DROPPED);
+      if (v === 'ok' && dropped) {
+        store._del(DROPPED);
+        onDropped(dropped);
       }
     }
     flush();
   }
 
-  function beacon(body: string): boolean {
-    try {
-      if (nav.sendBeacon) return nav.sendBeacon(url, body);
-      w.fetch(url, postInit(body)).catch(() => {});
-      return true;
-    } catch {
-      return false; // over the keepalive quota, or no way to send
+  // False when over the keepalive quota.
+  const beacon = (data: string) => tryOr(() => nav.sendBeacon(url, data), false);
+
+
+  function start(): void {
+    if (!beat) {
+      beat = setInterval(heartbeat, HEARTBEAT_MS);
+      heartbeat();
     }
   }
 
   return {
-    enqueue(event) {
+    _enqueue(event) {
       const json = JSON.stringify(event);
-      if (utf8Length(json) > MAX_EVENT_BYTES) {
-        return opt.warn(`a ${event.type} event is over ${MAX_EVENT_BYTES} bytes; it is not sent`);
-      }
-      if (beat === undefined) startBeat();
+      if (utf8Length(json) > MAX_EVENT_BYTES) return warn(`E14 ${event.type}`);
+      start();
       write({ id: event.event_id, ts: event.ts, json, o: tab, a: 0 });
-      if (store.keys(QUEUE).length + memory.size > cfg.maxQueue) {
-        const victims = overflow(all(), cfg.maxQueue);
-        remove(victims);
-        store.set(DROPPED, String((Number(store.get(DROPPED)) || 0) + victims.length));
+      const recs = all();
+      const over = recs.length - cfg.maxQueue;
+      if (over > 0) {
+        // Full: the oldest go first, and are counted.
+        remove(recs.slice(0, over));
+        store._set(DROPPED, count(DROPPED) + over);
       }
-      const own = sendable(now(), false)[0].length;
-      if (own >= cfg.batchSize) flush();
+      if (own().length >= cfg.batchSize) flush();
       else schedule(cfg.batchMs);
     },
-    flush() {
-      if (beat === undefined) startBeat();
+    _flush() {
+      start();
       flush();
     },
-    hide(final) {
+    _hide(final) {
       const t = now();
       // On exit our leftovers become the next page's at once, not after the heartbeat expires.
-      if (final) store.del(TABS + tab);
-      if (!trustUnanswered(parseHealth(store.get(HEALTH)), t, TRUST_MS)) return;
+      if (final) store._del(TABS + tab);
+      const health = store._get(HEALTH) || '';
+      if (!trustUnanswered(health[0] === '1' ? +health.slice(2) : 0, t, TRUST_MS)) return;
       // A keepalive request outlives the page that sent it.
-      if (final) remove([...inflight.values()]);
-      for (const batch of planBatches(sendable(t, false)[0], room(), MAX_EVENTS_PER_REQUEST)) {
-        if (!beacon(batchBody(batch, t, head('granted')))) break; // quota used up: the rest waits for the next page
+      if (final) remove(inflight);
+      for (const batch of planBatches(own(), room, MAX_EVENTS_PER_REQUEST)) {
+        if (!beacon(body(batch, t))) break; // quota used up: the rest waits for the next page
         remove(batch);
       }
     },
-    show() {
-      if (beat !== undefined) heartbeat();
+    _show: heartbeat,
+    _sendNow(event, consent) {
+      beacon(body([{ json: JSON.stringify(event) } as Item], now(), consent));
     },
-    sendNow(event, consent) {
-      beacon(batchBody([{ id: event.event_id, ts: event.ts, json: JSON.stringify(event) }], now(), head(consent)));
-    },
-    stop() {
-      generation++;
+    _stop() {
       clearTimeout(timer);
       clearInterval(beat);
       timer = beat = undefined;
-      sending = false;
-      inflight.clear();
-      memory.clear();
+      inflight = [];
       attempt = retryAt = 0;
     },
   };

@@ -8,49 +8,42 @@ import type { Config } from '../core/config';
 import type { Track } from './auto';
 import { fetchWithin } from './net';
 
-const STATE = 'data-offer-state';
-
 export interface OfferAnswer {
   decision_id: string;
   slot: string;
   offer: { id: string; title: string; body: string; image: string | null; link: string; cta: string } | null;
 }
 
-/** Fills every slot not filled yet, asking for `visitor`; returns how many were asked for. */
-export function fillSlots(w: Window, cfg: Config, visitor: string, track: Track): number {
-  const d = w.document;
-  const slots = d.querySelectorAll<HTMLElement>(`[data-offer-slot]:not([${STATE}])`);
-  slots.forEach((el) => {
-    const slot = el.getAttribute('data-offer-slot') || '';
-    el.setAttribute(STATE, 'loading');
-    const q = (k: string, v: string) => `${k}=${encodeURIComponent(v)}`;
-    const url = `${cfg.offers}/v1/offers?${q('site', cfg.site)}&${q('visitor', visitor)}&${q('slot', slot)}`;
-    fetchWithin(w, url, { credentials: 'omit' }, cfg.offerTimeoutMs)
-      .then((res) => (res.ok ? res.json() : Promise.reject(new Error(`HTTP ${res.status}`))))
-      .then(
-        (answer: OfferAnswer) => render(w, el, slot, answer, track),
-        () => el.setAttribute(STATE, 'error'), // the slot keeps whatever the page put in it
-      )
-      .catch(() => el.setAttribute(STATE, 'error'));
+/** Fills every slot not filled yet (`data-offer-state` tells how far each got), asking for `visitor`. */
+export function fillSlots(w: Window, cfg: Config, visitor: string, track: Track): void {
+  w.document.querySelectorAll<HTMLElement>('[data-offer-slot]:not([data-offer-state])').forEach((el) => {
+    const data = el.dataset;
+    const slot = data.offerSlot as string;
+    const q = new URLSearchParams({ site: cfg.site, visitor, slot });
+    data.offerState = 'loading';
+    fetchWithin(w, `${cfg.offers}/v1/offers?${q}`, { credentials: 'omit' }, cfg.offerTimeoutMs)
+      .then((res) => (res.ok ? res.json() : Promise.reject()))
+      .then((answer: OfferAnswer) => render(w, el, slot, answer, track))
+      .catch(() => (data.offerState = 'error')); // the slot keeps whatever the page put in it
   });
-  return slots.length;
 }
 
-/** An absolute http(s) URL, or null (no `javascript:` links, no `data:` images). */
-function safeUrl(w: Window, u: unknown): string | null {
+/** An absolute http(s) URL, or '' (no `javascript:` links, no `data:` images). */
+function safeUrl(w: Window, u: unknown): string {
   try {
-    const url = new URL(String(u), w.location.href);
-    return typeof u === 'string' && /^https?:$/.test(url.protocol) ? url.href : null;
+    const url = new URL(u as string, w.location.href);
+    return typeof u === 'string' && /^https?:$/.test(url.protocol) ? url.href : '';
   } catch {
-    return null;
+    return '';
   }
 }
 
 function render(w: Window, el: HTMLElement, slot: string, answer: OfferAnswer, track: Track): void {
   const d = w.document;
+  const data = el.dataset;
   const offer = answer && answer.offer;
   if (!offer || typeof answer.decision_id !== 'string' || typeof offer.id !== 'string') {
-    el.setAttribute(STATE, 'empty');
+    data.offerState = 'empty';
     return;
   }
   const banner = d.createElement('a');
@@ -72,15 +65,13 @@ function render(w: Window, el: HTMLElement, slot: string, answer: OfferAnswer, t
     span.textContent = offer[part];
     banner.appendChild(span);
   }
-  while (el.firstChild) el.removeChild(el.firstChild);
-  el.appendChild(banner);
-  el.setAttribute(STATE, 'filled');
-  el.setAttribute('data-offer-id', offer.id);
-  el.setAttribute('data-decision-id', answer.decision_id);
+  el.replaceChildren(banner);
+  data.offerState = 'filled';
+  data.offerId = offer.id;
+  data.decisionId = answer.decision_id;
 
   const ids = { decision_id: answer.decision_id, offer_id: offer.id, slot };
   banner.addEventListener('click', () => track('offer_click', ids));
-  if (typeof IntersectionObserver !== 'function') return track('offer_impression', ids);
   // Seen = at least half of the slot on screen (the IAB's display-ad rule, less its one second).
   const io = new IntersectionObserver(
     (entries) => {

@@ -4,54 +4,56 @@
 export const PREFIX = 'trk:';
 
 export interface Store {
-  get(key: string): string | null;
-  /** False when the write failed (quota, private mode, storage disabled). */
-  set(key: string, value: string): boolean;
-  del(key: string): void;
+  _get(key: string): string | null;
+  /** Numbers are stored as text (localStorage's way). */
+  _set(key: string, value: string | number): void;
+  _del(key: string): void;
   /** Keys that start with `prefix`. */
-  keys(prefix: string): string[];
+  _keys(prefix: string): string[];
 }
 
 /** `fn()`, or `fallback` if it throws. */
-export function attempt<T>(fn: () => T, fallback: T): T {
+export function attempt<T>(fn: () => T, fallback?: T): T {
   try {
     return fn();
   } catch {
-    return fallback;
+    return fallback as T;
   }
 }
 
+/**
+ * localStorage, and for what it refuses (full, private mode, disabled: reading the
+ * property itself may throw) a copy in memory, so that this page still has it.
+ */
 export function localStore(w: Window): Store {
-  // Reading the property itself throws when storage is disabled (and it may be null):
-  // every use is inside attempt().
+  const memory = new Map<string, string>();
   const ls = (): Storage => w.localStorage;
   return {
-    get: (key) => attempt(() => ls().getItem(key), null),
-    set: (key, value) => attempt(() => (ls().setItem(key, value), true), false),
-    del: (key) => attempt(() => ls().removeItem(key), undefined),
-    keys: (prefix) =>
-      attempt(() => {
-        const s = ls();
-        const out: string[] = [];
-        for (let i = 0; i < s.length; i++) {
-          const k = s.key(i);
-          if (k && k.startsWith(prefix)) out.push(k);
-        }
-        return out;
-      }, []),
+    _get: (key) => memory.get(key) ?? attempt(() => ls().getItem(key), null),
+    _set: (key, value) => {
+      try {
+        ls().setItem(key, value as string);
+        memory.delete(key);
+      } catch {
+        memory.set(key, `${value}`);
+      }
+    },
+    _del: (key) => {
+      memory.delete(key);
+      attempt(() => ls().removeItem(key));
+    },
+    _keys: (prefix) =>
+      [...new Set([...attempt(() => Object.keys(ls()), []), ...memory.keys()])].filter((k) => k.startsWith(prefix)),
   };
 }
-
+/** The value of the cookie `name` (letters, digits and `_` only: the configuration checks it). */
 export function readCookie(d: Document, name: string): string | null {
   try {
-    for (const part of d.cookie.split(';')) {
-      const eq = part.indexOf('=');
-      if (part.slice(0, eq).trim() === name) return decodeURIComponent(part.slice(eq + 1).trim());
-    }
+    const m = d.cookie.match(`(?:^|; )${name}=([^;]*)`);
+    return m && decodeURIComponent(m[1]);
   } catch {
-    /* cookies disabled, or a value that is not ours */
+    return null; // cookies disabled, or a value that is not ours
   }
-  return null;
 }
 
 /** Writes (or with `maxAgeSeconds` 0, deletes) a first-party cookie for the whole site. */

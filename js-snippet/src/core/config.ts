@@ -1,6 +1,6 @@
 /** The site's configuration (`tracker('init', {...})`), checked and completed with defaults. */
 
-import { type ConsentState, isConsentState } from './consent';
+import type { ConsentState } from './consent';
 
 export interface Config {
   /** Site id, as registered with the collector. */
@@ -35,76 +35,64 @@ export interface Config {
   offerTimeoutMs: number;
 }
 
-export const DEFAULTS: Omit<Config, 'site'> = {
-  collector: '',
-  offers: null,
-  consent: 'pending',
-  consentRecorded: false,
-  cookieName: '_trk_id',
-  cookieDays: 395,
-  cookieDomain: null,
-  serverCookie: false,
-  sessionMinutes: 30,
-  pageViews: true,
-  pingSeconds: 15,
-  outboundLinks: true,
-  batchSize: 10,
-  batchMs: 1000,
-  maxQueue: 500,
-  offerTimeoutMs: 3000,
+type Option = [value: unknown, check?: RegExp | number, max?: number];
+
+/**
+ * Each option: its default, and what a valid value is. A number is valid between the
+ * two bounds given (numbers outside are refused, not clamped silently); a boolean if it
+ * is one; a text if it matches the pattern given (any text without one); `null` where
+ * the default is null.
+ */
+const OPTIONS: Record<keyof Config, Option> = {
+  // Required: refused (and then the whole configuration) when missing or invalid.
+  site: [null, /^[a-z0-9][a-z0-9_-]{0,63}$/],
+  collector: [''],
+  offers: [null],
+  consent: ['pending', /^(pending|granted|denied)$/],
+  consentRecorded: [false],
+  cookieName: ['_trk_id', /^[A-Za-z0-9_]{1,32}$/],
+  cookieDays: [395, 1, 395],
+  cookieDomain: [null, /^\.?[a-z0-9.-]{1,253}$/i],
+  serverCookie: [false],
+  sessionMinutes: [30, 1, 24 * 60],
+  pageViews: [true],
+  pingSeconds: [15, 0, 300],
+  outboundLinks: [true],
+  batchSize: [10, 1, 100],
+  batchMs: [1000, 0, 60_000],
+  maxQueue: [500, 10, 5000],
+  offerTimeoutMs: [3000, 100, 60_000],
 };
 
-const SITE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+function valid([def, check, max]: Option, v: unknown): boolean {
+  if (typeof def === 'number') return typeof v === 'number' && v >= (check as number) && v <= (max as number);
+  if (typeof def === 'boolean') return typeof v === 'boolean';
+  return v === null ? def === null : typeof v === 'string' && (!check || (check as RegExp).test(v));
+}
 
-/** Whether `key` is an own property of `table` (not one inherited, such as `toString`). */
-export const has = (table: object, key: string): boolean => Object.prototype.hasOwnProperty.call(table, key);
+/** The defaults, and what the site set (each option unknown or invalid is warned about and left at its default). */
+function options(input: unknown, warn: (message: string) => void): Record<string, unknown> {
+  const c = Object.fromEntries(Object.entries(OPTIONS).map(([k, [v]]) => [k, v]));
+  for (const [key, value] of Object.entries(input && typeof input === 'object' ? input : {})) {
+    if (value === undefined) continue;
+    const known = Object.hasOwn(OPTIONS, key);
+    if (known && valid(OPTIONS[key as keyof Config], value)) {
+      // Base URLs without their trailing slashes.
+      c[key] = typeof value === 'string' ? value.replace(/\/+$/, '') : value;
+    } else warn(`E${known ? 7 : 6} ${key}`);
+  }
+  return c;
+}
 
-type Check = (v: unknown) => boolean;
-const isString: Check = (v) => typeof v === 'string';
-const isBoolean: Check = (v) => typeof v === 'boolean';
-const matches = (re: RegExp): Check => (v) => isString(v) && re.test(v as string);
-const orNull = (check: Check): Check => (v) => v === null || check(v);
-// Numbers outside their range are refused, not clamped silently.
-const inRange = (min: number, max: number): Check => (v) => typeof v === 'number' && v >= min && v <= max;
-
-/** What a valid value of each option is (its default is in {@link DEFAULTS}). */
-const CHECKS: Record<keyof typeof DEFAULTS, Check> = {
-  collector: orNull(isString),
-  offers: orNull(isString),
-  consent: isConsentState,
-  consentRecorded: isBoolean,
-  cookieName: matches(/^[A-Za-z0-9_]{1,32}$/),
-  cookieDays: inRange(1, 395),
-  cookieDomain: orNull(matches(/^\.?[a-z0-9.-]{1,253}$/i)),
-  serverCookie: isBoolean,
-  sessionMinutes: inRange(1, 24 * 60),
-  pageViews: isBoolean,
-  pingSeconds: inRange(0, 300),
-  outboundLinks: isBoolean,
-  batchSize: inRange(1, 100),
-  batchMs: inRange(0, 60_000),
-  maxQueue: inRange(10, 5000),
-  offerTimeoutMs: inRange(100, 60_000),
-};
+export const DEFAULTS = /* @__PURE__ */ options({}, () => {}) as Omit<Config, 'site'>;
 
 /**
  * The configuration, with a warning for each option left at its default because it
  * was unknown or invalid; or null (and a warning) when there is no valid site id.
  */
 export function parseConfig(input: unknown, warn: (message: string) => void): Config | null {
-  const o = (input && typeof input === 'object' ? input : {}) as Record<string, unknown>;
-  if (!matches(SITE)(o.site)) {
-    warn('init: site must be a site id like "my-shop"');
-    return null;
-  }
-  const c = { ...DEFAULTS, site: o.site } as Config & Record<string, unknown>;
-  for (const [key, value] of Object.entries(o)) {
-    if (key === 'site' || value === undefined) continue;
-    const known = has(CHECKS, key);
-    if (known && CHECKS[key as keyof typeof CHECKS](value)) {
-      // Base URLs without their trailing slashes.
-      c[key] = key === 'collector' || key === 'offers' ? value && (value as string).replace(/\/+$/, '') : value;
-    } else warn(`init: option ${key} is ${known ? 'invalid' : 'unknown'}; using the default`);
-  }
-  return c;
+  const c = options(input, warn) as unknown as Config;
+  if (c.site) return c;
+  warn('E5');
+  return null;
 }

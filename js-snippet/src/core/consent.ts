@@ -7,6 +7,10 @@
  *
  * Do-Not-Track and Global Privacy Control count as a refusal unless the site says
  * that the visitor's consent was recorded (e.g. by its consent platform).
+ *
+ * A change out of `granted` is announced (a `consent` event with the new state, sent
+ * with the id it withdraws, so that downstream can act on it), then wipes; a change into
+ * `granted` starts storing and sends what was held (src/browser/tracker.ts, setConsent).
  */
 
 export type ConsentState = 'pending' | 'granted' | 'denied';
@@ -17,35 +21,4 @@ export const isConsentState = (v: unknown): v is ConsentState =>
 /** The state that applies, given what the site asks and the browser's privacy signal. */
 export function effectiveConsent(requested: ConsentState, recorded: boolean, refusalSignal: boolean): ConsentState {
   return refusalSignal && !(requested === 'granted' && recorded) ? 'denied' : requested;
-}
-
-/** What a change of state obliges the tracker to do, in this order: announce, wipe, start. */
-export interface ConsentChange {
-  to: ConsentState;
-  /** Send a `consent` event with this state (while the old id is still known). */
-  announce: ConsentState | null;
-  /** Delete the stored ids and the persistent queue. */
-  wipe: boolean;
-  /** Forget the calls held in memory while pending. */
-  dropHeld: boolean;
-  /** Start storing: create or reuse the ids, send what was held. */
-  start: boolean;
-}
-
-export function changeConsent(
-  from: ConsentState,
-  requested: ConsentState,
-  recorded: boolean,
-  refusalSignal: boolean,
-): ConsentChange {
-  const to = effectiveConsent(requested, recorded, refusalSignal);
-  if (to === from) return { to, announce: null, wipe: false, dropHeld: false, start: false };
-  return {
-    to,
-    // A withdrawal is announced with the id it withdraws, so that downstream can act on it.
-    announce: to === 'granted' || from === 'granted' ? to : null,
-    wipe: from === 'granted' || to === 'denied',
-    dropHeld: to === 'denied',
-    start: to === 'granted',
-  };
 }

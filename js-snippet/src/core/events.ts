@@ -32,7 +32,7 @@ export interface Base {
  * Field kinds: T title, Q search query, U url (texts, truncated to their limit);
  * S short text, P product id, C category, X custom name, H SHA-256 hex,
  * K currency (refused when invalid); N money, I quantity, D scroll depth, M engaged ms;
- * L cart lines, O custom properties, Z consent state. `!` marks a required field.
+ * L cart lines, O custom properties. `!` marks a required field.
  */
 const LINE = 'product_id:P! category:C price:N quantity:I';
 const CART = `${LINE} currency:K`;
@@ -49,40 +49,43 @@ const SPECS: Record<string, string> = {
   offer_impression: OFFER,
   offer_click: OFFER,
   identify: 'customer_hash:H!',
-  consent: 'state:Z!',
+  consent: 'state:S!', // made by the tracker only, like pings and offer events
   custom: 'name:X! properties:O',
 };
 
 /** The event types calls can make (those of the collector's schema). */
 export const EVENT_TYPES = /* @__PURE__ */ Object.keys(SPECS);
 
-const text = (max: number) => (v: unknown) => (typeof v === 'string' && v ? v.slice(0, max) : undefined);
-const match = (re: RegExp, max: number) => (v: unknown) => {
-  const s = typeof v === 'number' && Number.isFinite(v) ? String(v) : v;
-  return typeof s === 'string' && s.length <= max && re.test(s) ? s : undefined;
-};
-const num = (min: number, max: number, int: boolean) => (v: unknown) => {
+// (Empty values never get here: they count as missing.)
+const text = (max: number) => (v: unknown) => (typeof v === 'string' ? v.slice(0, max) : undefined);
+/** A text (a finite number becomes one) of at most `max` characters matching `re`, after `fix`. */
+const match =
+  (re: RegExp, max: number, fix = (s: string) => s) =>
+  (v: unknown) => {
+    const s = typeof v === 'number' && isFinite(v) ? String(v) : v;
+    return typeof s === 'string' && s.length <= max && re.test(fix(s)) ? fix(s) : undefined;
+  };
+const num = (min: number, max: number, int?: boolean) => (v: unknown) => {
   const n = typeof v === 'string' && v.trim() ? Number(v) : v;
   return typeof n === 'number' && n >= min && n <= max && (!int || Number.isInteger(n)) ? n : undefined;
 };
 const clampInt = (max: number) => (v: unknown) =>
-  typeof v === 'number' && Number.isFinite(v) ? Math.min(max, Math.max(0, Math.round(v))) : undefined;
+  typeof v === 'number' && isFinite(v) ? Math.min(max, Math.max(0, Math.round(v))) : undefined;
 
 const KINDS: Record<string, (v: unknown) => unknown> = {
   T: text(512),
   Q: text(200),
   U: text(2048),
-  S: match(/^[\s\S]+$/, 128),
+  S: match(/^/, 128),
   P: match(/^\S+$/, 128),
-  C: match(/^[\s\S]+$/, 64),
-  X: match(/^[A-Za-z0-9_.:-]{1,64}$/, 64),
-  H: (v) => match(/^[0-9a-f]{64}$/, 64)(typeof v === 'string' ? v.toLowerCase() : v),
-  K: (v) => match(/^[A-Z]{3}$/, 3)(typeof v === 'string' ? v.toUpperCase() : v),
-  N: num(0, 1e9, false),
+  C: match(/^/, 64),
+  X: match(/^[\w.:-]+$/, 64),
+  H: match(/^[0-9a-f]{64}$/, 64, (s) => s.toLowerCase()),
+  K: match(/^[A-Z]{3}$/, 3, (s) => s.toUpperCase()),
+  N: num(0, 1e9),
   I: num(1, 10_000, true),
   D: clampInt(100),
   M: clampInt(3_600_000),
-  Z: (v) => (v === 'pending' || v === 'granted' || v === 'denied' ? v : undefined),
   L: (v) => {
     if (!Array.isArray(v) || v.length > 200) return undefined;
     const lines = v.map((line) => pick('item', LINE, line));
@@ -93,7 +96,7 @@ const KINDS: Record<string, (v: unknown) => unknown> = {
     const out: Fields = {};
     let n = 0;
     for (const [k, p] of Object.entries(v as Fields)) {
-      const ok = typeof p === 'string' ? p.length <= 256 : typeof p === 'boolean' || (typeof p === 'number' && Number.isFinite(p));
+      const ok = typeof p === 'string' ? p.length <= 256 : typeof p === 'boolean' || (typeof p === 'number' && isFinite(p));
       if (ok && k.length <= 64 && n++ < 32) out[k] = p;
     }
     return out;
@@ -109,16 +112,16 @@ function pick(what: string, spec: string, input: unknown, warn?: (message: strin
   const out: Fields = {};
   for (const part of spec.split(' ')) {
     const [name, kind] = part.split(':');
-    const required = kind.endsWith('!');
+    const required = kind[1]; // `!`
     const raw = src[name];
     if (raw === undefined || raw === null || raw === '') {
-      if (required) return `${what}: ${name} is required`;
+      if (required) return `E11 ${what}.${name}`;
       continue;
     }
     const value = KINDS[kind[0]](raw);
     if (value !== undefined) out[name] = value;
-    else if (required) return `${what}: ${name} is invalid`;
-    else warn?.(`${what}: ${name} is invalid; left out`);
+    else if (required) return `E12 ${what}.${name}`;
+    else warn?.(`E13 ${what}.${name}`);
   }
   return out;
 }
@@ -129,20 +132,18 @@ function pick(what: string, spec: string, input: unknown, warn?: (message: strin
  */
 export function buildDraft(type: string, fields: unknown, base: Base, warn: (message: string) => void): Draft | null {
   const spec = SPECS[type];
-  const picked = spec === undefined ? `unknown event type "${type}"` : pick(type, spec, fields, warn);
+  const picked = spec === undefined ? `E10 ${type}` : pick(type, spec, fields, warn);
   if (typeof picked === 'string') {
     warn(picked);
     return null;
   }
-  const draft: Draft = { type, event_id: base.event_id, ts: base.ts };
-  if (base.url) draft.url = base.url.slice(0, 2048);
-  if (base.referrer) draft.referrer = base.referrer.slice(0, 2048);
-  return Object.assign(draft, picked);
+  return { type, event_id: base.event_id, ts: base.ts, ...(pick('', 'url:U referrer:U', base) as Fields), ...picked };
 }
 
 /** The event the collector receives: the draft plus the ids it could only get after consent. */
-export function finalize(draft: Draft, siteId: string, visitorId: string, sessionId?: string): TrackedEvent {
-  const event: TrackedEvent = { ...draft, site_id: siteId, visitor_id: visitorId };
-  if (sessionId) event.session_id = sessionId;
-  return event;
-}
+export const finalize = (draft: Draft, site_id: string, visitor_id: string, session_id?: string): TrackedEvent => ({
+  ...draft,
+  site_id,
+  visitor_id,
+  session_id,
+});

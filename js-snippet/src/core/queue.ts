@@ -19,7 +19,7 @@ export interface Item {
 }
 
 /** Bytes of `s` in UTF-8 (what goes on the wire). */
-export const utf8Length = (s: string): number => new TextEncoder().encode(s).length;
+export const utf8Length = (s: string): number => new Blob([s]).size;
 
 /**
  * The envelope of a batch as JSON members, each followed by a comma: the site, and
@@ -62,16 +62,11 @@ export function planBatches<T extends Item>(items: T[], maxBytes: number, maxEve
   return batches;
 }
 
-/** The items to drop so that at most `cap` remain: the oldest first. */
-export function overflow<T extends { ts: number }>(items: T[], cap: number): T[] {
-  return items.length <= cap ? [] : [...items].sort((a, b) => a.ts - b.ts).slice(0, items.length - cap);
-}
-
 /**
  * Whether the tab `me` may send an event owned by `owner`, given when the owner's
- * heartbeat expires (null when it has none: it was closed or never existed).
+ * heartbeat expires (0 when it has none: it was closed or never existed).
  * A tab sends only its own events, and adopts those whose owner is gone.
  */
-export function mayAdopt(owner: string, me: string, ownerExpiry: number | null, now: number): boolean {
-  return owner !== me && (ownerExpiry === null || ownerExpiry <= now);
+export function mayAdopt(owner: string, me: string, ownerExpiry: number, now: number): boolean {
+  return owner !== me && ownerExpiry <= now;
 }

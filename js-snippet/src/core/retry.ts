@@ -13,29 +13,24 @@ export type Verdict = 'ok' | 'retry' | 'drop' | 'split';
  * 413 splits the batch; any other 4xx would fail again, so is dropped.
  */
 export function verdict(status: number | null): Verdict {
-  if (status === null || status === 408 || status === 429 || status >= 500) return 'retry';
+  if (status === null) return 'retry';
   if (status >= 200 && status < 300) return 'ok';
   if (status === 413) return 'split';
-  return status >= 400 ? 'drop' : 'retry';
+  return status < 400 || status >= 500 || status === 408 || status === 429 ? 'retry' : 'drop';
 }
 
 /** The longest `Retry-After` honoured (ms): a broken header must not silence a page forever. */
 export const MAX_RETRY_AFTER_MS = 3_600_000;
 
-/** `Retry-After` (delta-seconds or an HTTP date) in milliseconds from `now`. */
+/** `Retry-After` (delta-seconds or an HTTP date) in milliseconds from `now`; a time past is 0. */
 export function parseRetryAfter(value: string | null | undefined, now: number): number | undefined {
-  if (!value) return undefined;
-  const v = value.trim();
-  const ms = /^\d+$/.test(v) ? Number(v) * 1000 : /[a-z]/i.test(v) ? Date.parse(v) - now : Number.NaN;
-  return Number.isFinite(ms) ? Math.min(MAX_RETRY_AFTER_MS, Math.max(0, ms)) : undefined;
+  const ms = Number(value) * 1000 || Date.parse(value as string) - now;
+  return isFinite(ms) ? Math.min(MAX_RETRY_AFTER_MS, Math.max(0, ms)) : undefined;
 }
 
-export interface BackoffOptions {
-  baseMs: number;
-  capMs: number;
-}
-
-export const DEFAULT_BACKOFF: BackoffOptions = { baseMs: 1000, capMs: 60_000 };
+/** Backoff: the first retry after about a second, doubling up to a minute. */
+export const BACKOFF_BASE_MS = 1000;
+export const BACKOFF_CAP_MS = 60_000;
 
 /**
  * Milliseconds to wait before retry number `attempt` (1 for the first): capped
@@ -43,37 +38,19 @@ export const DEFAULT_BACKOFF: BackoffOptions = { baseMs: 1000, capMs: 60_000 };
  * together spread out but never retry at once), and never less than `Retry-After`.
  * `random` is in [0, 1).
  */
-export function backoffDelay(attempt: number, random: number, opts: BackoffOptions, retryAfterMs?: number): number {
-  const ceiling = Math.min(opts.capMs, opts.baseMs * 2 ** Math.max(0, attempt - 1));
-  const delay = Math.round(ceiling / 2 + (random * ceiling) / 2);
-  return retryAfterMs === undefined ? delay : Math.max(delay, retryAfterMs);
-}
-
-/**
- * The last delivery outcome, shared by the tabs of a site: `ok` and the time of the
- * last success, or not ok and the time of the last failure.
- */
-export interface Health {
-  ok: boolean;
-  at: number;
-}
-
-export function formatHealth(h: Health): string {
-  return `${h.ok ? 1 : 0}:${h.at}`;
-}
-
-export function parseHealth(raw: string | null | undefined): Health | null {
-  const m = raw ? /^([01]):(\d+)$/.exec(raw) : null;
-  return m ? { ok: m[1] === '1', at: Number(m[2]) } : null;
+export function backoffDelay(attempt: number, random: number, retryAfterMs?: number): number {
+  const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** Math.max(0, attempt - 1));
+  return Math.max((ceiling * (1 + random)) / 2, retryAfterMs || 0);
 }
 
 /**
  * Whether an unanswered send on page exit (`sendBeacon`, or a keepalive fetch the page
- * will not see finish) may count as delivered: only if the collector's last answer, at
- * most `windowMs` ago, was a success. Otherwise the events stay queued and the next page
+ * will not see finish) may count as delivered: only if the collector's last answer was a
+ * success (`lastOk`: its time, epoch ms; 0 when the last answer was a failure or there was
+ * none), at most `windowMs` ago. Otherwise the events stay queued and the next page
  * sends them again (at the cost of a possible duplicate, which downstream removes by
  * event id, rather than a possible loss).
  */
-export function trustUnanswered(h: Health | null, now: number, windowMs: number): boolean {
-  return !!h && h.ok && now - h.at < windowMs && now >= h.at;
+export function trustUnanswered(lastOk: number, now: number, windowMs: number): boolean {
+  return now >= lastOk && now - lastOk < windowMs;
 }
