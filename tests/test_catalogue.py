@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tracker.models.catalogue import CatalogueError, load_catalogue, parse_catalogue
+from tracker.models.catalogue import CatalogueError, load_catalogue, parse_catalogue, parse_offer
 from tracker.settings import Settings
 
 DEMO_CATEGORIES = {"shoes", "outdoor", "kitchen", "books", "electronics", "garden"}
@@ -280,3 +280,17 @@ def test_to_data_round_trips_and_fingerprint_follows_content() -> None:
     assert again.fingerprint == catalogue.fingerprint
     changed = catalogue.with_offer(catalogue.offers[0].model_dump(mode="json") | {"title": "Other title"})
     assert changed.fingerprint != catalogue.fingerprint
+
+
+def test_parse_offer_names_the_offer_and_each_field() -> None:
+    assert parse_offer(offer("pan", categories=["kitchen"])).id == "pan"
+    with pytest.raises(CatalogueError) as info:
+        parse_offer(offer("pan", margin=1.5, categoris=["kitchen"]))
+    assert str(info.value) == (
+        "offer 'pan', field 'margin': Input should be less than or equal to 1; "
+        "offer 'pan', field 'categoris': Extra inputs are not permitted"
+    )
+    with pytest.raises(CatalogueError, match=r"^offer 'pan': require_interest needs categories"):
+        parse_offer(offer("pan", require_interest=True))
+    with pytest.raises(CatalogueError, match=r"^offer, field 'id': Field required"):
+        parse_offer({"slots": ["home-hero"], "title": "T", "link": "/"})

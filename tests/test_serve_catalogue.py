@@ -1,10 +1,15 @@
-"""The offer API's in-process catalogue: reloaded when the file changes, last good kept on errors."""
+"""The offer API's in-process catalogue: reloaded when the file changes, last good kept on errors.
+
+Each test runs with the file as the only source (``TRACKER_CATALOGUE_SOURCE=file``) and with
+Redis's catalogue (the default), where a changed file is published to Redis and served from there.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -33,6 +38,21 @@ def write(path: Path, doc: dict | str, *, bump: int) -> None:
     os.utime(path, ns=(later, later))
 
 
+SOURCES = pytest.mark.parametrize("source", ["redis", "file"])
+
+
+def own(settings: Settings, source: str, path: Path, **update: object) -> Settings:
+    """The file at ``path``, from ``source``; a catalogue namespace in Redis of the test's own."""
+    return settings.model_copy(
+        update={
+            "catalogue_source": source,
+            "catalogue_path": path,
+            "worker_app_id": f"cat-{uuid.uuid4().hex[:10]}",
+            **update,
+        }
+    )
+
+
 def catalogue_versions(text: str) -> dict[str, float]:
     for family in text_string_to_metric_families(text):
         if family.name == "tracker_offer_catalogue_info":
@@ -40,12 +60,13 @@ def catalogue_versions(text: str) -> dict[str, float]:
     return {}
 
 
+@SOURCES
 async def test_catalogue_edit_is_served_without_restart(
-    settings: Settings, site_id: str, tmp_path: Path
+    settings: Settings, site_id: str, tmp_path: Path, source: str
 ) -> None:
     path = tmp_path / "catalogue.yaml"
     write(path, catalogue_doc("welcome-a"), bump=1)
-    app = create_app(settings.model_copy(update={"catalogue_path": path, "catalogue_refresh_seconds": 0.05}))
+    app = create_app(own(settings, source, path, catalogue_refresh_seconds=0.05))
     async with running(app) as client:
 
         async def offer_id() -> str:
@@ -68,12 +89,13 @@ async def test_catalogue_edit_is_served_without_restart(
     assert metric_value(text, "tracker_offer_catalogue_offers") == 1
 
 
+@SOURCES
 async def test_broken_edit_keeps_the_last_good_catalogue(
-    settings: Settings, site_id: str, tmp_path: Path
+    settings: Settings, site_id: str, tmp_path: Path, source: str
 ) -> None:
     path = tmp_path / "catalogue.yaml"
     write(path, catalogue_doc("welcome-a"), bump=1)
-    app = create_app(settings.model_copy(update={"catalogue_path": path, "catalogue_refresh_seconds": 0}))
+    app = create_app(own(settings, source, path, catalogue_refresh_seconds=0))
     async with running(app) as client:
         cache: VersionedCache = app.state.catalogue
         good = cache.version
@@ -93,21 +115,26 @@ async def test_broken_edit_keeps_the_last_good_catalogue(
     assert catalogue_versions(text) == {good: 1.0}
 
 
-async def test_comment_only_edit_keeps_the_version(settings: Settings, tmp_path: Path) -> None:
+@SOURCES
+async def test_comment_only_edit_keeps_the_version(settings: Settings, tmp_path: Path, source: str) -> None:
     path = tmp_path / "catalogue.yaml"
     write(path, catalogue_doc("welcome-a"), bump=1)
-    app = create_app(settings.model_copy(update={"catalogue_path": path, "catalogue_refresh_seconds": 0}))
+    app = create_app(own(settings, source, path, catalogue_refresh_seconds=0))
     async with running(app):
         before = app.state.catalogue.version
         write(path, "# a marketer's note\n" + yaml.safe_dump(catalogue_doc("welcome-a")), bump=2)
-        assert await app.state.catalogue.refresh() is True  # the file changed: it was read again
-        assert app.state.catalogue.version == before  # but it is the same catalogue
+        # The file changed: it is read again (file), or read and found equal: nothing published (redis).
+        assert await app.state.catalogue.refresh() is (source == "file")
+        assert app.state.catalogue.version == before  # the same catalogue
 
 
-async def test_invalid_catalogue_at_start_up_stops_the_api(settings: Settings, tmp_path: Path) -> None:
+@SOURCES
+async def test_invalid_catalogue_at_start_up_stops_the_api(
+    settings: Settings, tmp_path: Path, source: str
+) -> None:
     path = tmp_path / "catalogue.yaml"
     write(path, {"offers": [{"id": "x", "slots": ["home-hero"], "title": "X", "link": "/"}]}, bump=1)
-    app = create_app(settings.model_copy(update={"catalogue_path": path}))
+    app = create_app(own(settings, source, path))
     with pytest.raises(ValueError, match="slot 'home-hero' has no enabled"):
         async with running(app):
             pass

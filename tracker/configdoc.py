@@ -49,15 +49,18 @@ FALLBACK_DESCRIPTIONS: dict[str, str] = {
     "retry_after_seconds": "`Retry-After` sent with 503 answers.",
     "dlq_payload_max_bytes": "Bytes of a refused event's original payload kept in its dead letter.",
     "cors_max_age_seconds": "How long browsers may cache a CORS preflight answer.",
-    "worker_app_id": "Faust app id, which is also the Kafka consumer group of the stream workers.",
+    "worker_app_id": "Faust app id, which is also the Kafka consumer group of the stream workers "
+    "and the namespace of the click-model and catalogue keys in Redis.",
     "worker_store": "Faust table store (`memory://`, or `rocksdb://` where installed).",
     "worker_web_host": "Address the worker's web server (metrics, health) listens on.",
     "interest_half_life_seconds": "Half-life of a visitor's interest in a category.",
     "profile_retention_seconds": "Profiles expire after this long without a new event.",
     "api_host": "Address the offer API listens on (`0.0.0.0` in a container).",
     "api_port": "Port of the offer API.",
-    "catalogue_path": "The offer catalogue (YAML or JSON); reloaded when it changes.",
-    "admin_token": "Bearer token of the admin endpoints (`POST /v1/admin/erase`); refused in "
+    "catalogue_path": "The offer catalogue file (YAML or JSON): the seed of the Redis catalogue "
+    "(published again when its content changes) and what is served while Redis is unreachable; "
+    "with `TRACKER_CATALOGUE_SOURCE=file`, the catalogue itself.",
+    "admin_token": "Bearer token of the admin endpoints (`/v1/admin/...`); refused in "
     "production while it is the placeholder.",
 }
 

@@ -64,3 +64,19 @@ def click_model(app_id: str, version: str) -> str:
     ``version`` (immutable once written; old versions expire). Writer: the trainer. Reader:
     the offer API (on a new pointer), a restarted trainer."""
     return f"{PREFIX}:model:{{{app_id}}}:click:{version}"
+
+
+def catalogue_current(app_id: str) -> str:
+    """String: the version (content hash) of the offer catalogue every offer API replica of
+    ``app_id`` serves (the pointer, swapped by a Lua compare-and-set after the snapshot is
+    written). Writers: the admin API, a replica seeding it from its file (only while absent) or
+    importing a changed file. Reader: every offer API replica (probed every
+    ``TRACKER_CATALOGUE_REFRESH_SECONDS``)."""
+    return f"{PREFIX}:catalogue:{{{app_id}}}:current"
+
+
+def catalogue(app_id: str, version: str) -> str:
+    """String (JSON, :mod:`tracker.serve.catalogue_store`): catalogue snapshot ``version``
+    (content-addressed; a replaced version expires after a week). Same writers and readers as
+    :func:`catalogue_current`, whose hash tag it shares."""
+    return f"{PREFIX}:catalogue:{{{app_id}}}:{version}"

@@ -202,7 +202,13 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8002, ge=0, le=65535)
 
     catalogue_path: Path = REPO_ROOT / "deploy" / "catalogue.yaml"
-    # How often the offer API checks the catalogue file for changes (mtime); 0 = never reload.
+    # Where replicas take the catalogue from. "redis": the versioned catalogue in Redis that the
+    # admin API edits and every replica follows (the file seeds it, is published again when its
+    # content changes, and is served while Redis is unreachable). "file": the file alone, as
+    # each replica reads it (the admin API then only reads).
+    catalogue_source: Literal["redis", "file"] = "redis"
+    # How often the offer API checks the catalogue for changes (the file's mtime, and the Redis
+    # pointer: one GET); 0 = never reload.
     catalogue_refresh_seconds: float = Field(default=2.0, ge=0, le=3600)
     # Consecutive Redis failures that open the circuit breaker (defaults served at once, no
     # Redis call) and how long it stays open before one request probes Redis again.

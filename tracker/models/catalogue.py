@@ -316,6 +316,23 @@ def parse_catalogue(data: Any) -> Catalogue:
         raise CatalogueError(_describe(exc, data)) from None
 
 
+def parse_offer(data: Any) -> Offer:
+    """Validate one offer (an admin API body) on its own; raise :class:`CatalogueError` naming
+    the offer and each field at fault. The catalogue-wide rules (unique ids, a default per slot)
+    are checked when the offer is put into a catalogue (:meth:`Catalogue.with_offer`)."""
+    try:
+        return Offer.model_validate(data)
+    except ValidationError as exc:
+        offer_id = data.get("id") if isinstance(data, dict) else None
+        who = f"offer {offer_id!r}" if isinstance(offer_id, str) else "offer"
+        lines = []
+        for error in exc.errors(include_url=False):
+            message = error["msg"].removeprefix("Value error, ")
+            field = ".".join(str(part) for part in error["loc"])
+            lines.append(f"{who}, field {field!r}: {message}" if field else f"{who}: {message}")
+        raise CatalogueError("; ".join(lines)) from None
+
+
 def load_catalogue(path: str | Path) -> Catalogue:
     """Read a catalogue from a ``.yaml``/``.yml`` or ``.json`` file."""
     path = Path(path)

@@ -12,16 +12,18 @@ from contextlib import asynccontextmanager
 import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from tracker import __version__
 from tracker.collect.cors import SiteCorsMiddleware
 from tracker.collect.sites import SiteRegistry
+from tracker.errors import CatalogueError
 from tracker.models.catalogue import Catalogue
 from tracker.models.learner import ClickModel, SnapshotError
-from tracker.serve import offers, ops, privacy
+from tracker.serve import admin_offers, offers, ops, privacy
 from tracker.serve.breaker import CircuitBreaker
+from tracker.serve.catalogue_store import CatalogueStore, open_redis_catalogue_cache
 from tracker.serve.decisions import DecisionLog
 from tracker.serve.fastpath import OfferFastPath
 from tracker.serve.kafka import ProducerLink
@@ -67,8 +69,30 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.catalogue = _catalogue_cache(settings, metrics, catalogue)
-        await app.state.catalogue.start()
+        # The catalogue's own client: its refresh loop and the admin API (snapshots, not visitors).
+        catalogue_redis = Redis(
+            connection_pool=BlockingConnectionPool.from_url(
+                settings.redis_url,
+                socket_timeout=MODEL_LOAD_TIMEOUT_SECONDS,
+                socket_connect_timeout=MODEL_LOAD_TIMEOUT_SECONDS,
+                max_connections=4,
+                timeout=MODEL_LOAD_TIMEOUT_SECONDS,
+            )
+        )
+        app.state.catalogue_store = None
+        app.state.catalogue_source = "static" if catalogue is not None else settings.catalogue_source
+        if app.state.catalogue_source == "redis":
+            app.state.catalogue_store = CatalogueStore(
+                catalogue_redis, settings.worker_app_id, timeout_seconds=MODEL_LOAD_TIMEOUT_SECONDS
+            )
+        try:
+            app.state.catalogue = await _catalogue_cache(
+                settings, metrics, catalogue, app.state.catalogue_store
+            )
+            await app.state.catalogue.start()
+        except BaseException:
+            await catalogue_redis.aclose()
+            raise
         for warning in app.state.catalogue.value.warnings:
             log.warning("catalogue: %s", warning)
         redis = redis_client(settings)
@@ -124,6 +148,7 @@ def create_app(
             await app.state.decisions.stop()
             await app.state.kafka.stop()
             await model_redis.aclose()
+            await catalogue_redis.aclose()
             await redis.aclose()
 
     app = FastAPI(
@@ -137,6 +162,7 @@ def create_app(
     app.state.policy = offers.Policy.from_settings(settings)
     app.include_router(offers.router)
     app.include_router(privacy.router)
+    app.include_router(admin_offers.router)
     app.include_router(ops.router)
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
     if fast_path:
@@ -179,14 +205,30 @@ def serve(settings: Settings) -> None:
     uvicorn.Server(uvicorn_config(settings)).run()
 
 
-def _catalogue_cache(
-    settings: Settings, metrics: OfferMetrics, catalogue: Catalogue | None
+async def _catalogue_cache(
+    settings: Settings, metrics: OfferMetrics, catalogue: Catalogue | None, store: CatalogueStore | None
 ) -> VersionedCache[Catalogue]:
     def loaded(value: Catalogue, version: str) -> None:
         metrics.catalogue_loaded(len(value.offers), version)
 
+    def failed(exc: Exception) -> None:
+        # Catalogues that cannot be used (a bad file edit or snapshot) count; Redis being
+        # unreachable does not (the visitor reads count it in tracker_offer_redis_errors_total).
+        if isinstance(exc, CatalogueError):
+            metrics.catalogue_reload_errors.inc()
+
     if catalogue is not None:
         return static_cache("catalogue", catalogue, catalogue_version(catalogue), on_loaded=loaded)
+    if store is not None:
+        # Redis's catalogue, seeded from the file; the file while Redis is unreachable at start.
+        return await open_redis_catalogue_cache(
+            store,
+            settings.catalogue_path,
+            interval_seconds=settings.catalogue_refresh_seconds,
+            on_loaded=loaded,
+            on_error=failed,
+            start_timeout_seconds=min(MODEL_LOAD_TIMEOUT_SECONDS, 10 * settings.redis_timeout_seconds),
+        )
     return file_catalogue_cache(
         settings.catalogue_path,
         interval_seconds=settings.catalogue_refresh_seconds,

@@ -9,6 +9,10 @@ and is counted, so a broken catalogue edit never takes serving down; it is
 retried at the next tick. Probes and loads that touch files run in a thread
 (``asyncio.to_thread``), never on the event loop.
 
+The catalogue comes from Redis (a versioned snapshot and a pointer that every
+replica follows, seeded from the file: :mod:`tracker.serve.catalogue_store`),
+or from the file alone (:func:`file_catalogue_cache`, ``TRACKER_CATALOGUE_SOURCE=file``).
+
 The click model (:func:`redis_model_cache`) probes the pointer
 ``trk:v1:model:{<app>}:click:current`` that the trainer swaps after writing a
 snapshot, and decodes the snapshot it names. Unlike the catalogue it never
@@ -69,6 +73,9 @@ class VersionedCache(Generic[T]):
         self._task: asyncio.Task[None] | None = None
         self._initial = initial
         self.start_timeout_seconds = start_timeout_seconds
+        # One refresh at a time: a caller's refresh (the admin API after a change) and the
+        # loop's must not finish in the wrong order and swap an older version back in.
+        self._refreshing = asyncio.Lock()
 
     @property
     def value(self) -> T:
@@ -98,17 +105,18 @@ class VersionedCache(Generic[T]):
 
     async def refresh(self) -> bool:
         """Reload if the version changed; True when a new value was swapped in."""
-        try:
-            probed = await self._probe()
-            if probed == self._probed:
+        async with self._refreshing:
+            try:
+                probed = await self._probe()
+                if probed == self._probed:
+                    return False
+                value, version = await self._load(probed)
+            except Exception as exc:
+                log.warning("%s: keeping version %s, reload failed: %s", self.name, self.version, exc)
+                if self._on_error is not None:
+                    self._on_error(exc)
                 return False
-            value, version = await self._load(probed)
-        except Exception as exc:
-            log.warning("%s: keeping version %s, reload failed: %s", self.name, self.version, exc)
-            if self._on_error is not None:
-                self._on_error(exc)
-            return False
-        self._set(probed, value, version)
+            self._set(probed, value, version)
         log.info("%s: now at version %s", self.name, version)
         return True
 
