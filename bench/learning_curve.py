@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - started
 
     reports = [report for report, _ in results]
-    _print_curve(reports[0], every=max(1, 2_000 // args.window))
-    _print_summary(reports, [seconds for _, seconds in results])
+    print_curve(reports[0], every=max(1, 2_000 // args.window))
+    print_summary(reports, [seconds for _, seconds in results])
     print(f"wall time {wall:.1f} s for {len(seeds)} run(s)")
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _print_curve(report: dict[str, Any], *, every: int) -> None:
+def print_curve(report: dict[str, Any], *, every: int) -> None:
     curves = report["curves"]
     seed = report["config"]["seed"]
     print(f"\nexpected CTR per window of {report['config']['window']:,} impressions (seed {seed}):")
@@ -95,7 +95,7 @@ def _print_curve(report: dict[str, Any], *, every: int) -> None:
         print(f"{curves['ours'][i]['impressions']:>11,} {row}")
 
 
-def _print_summary(reports: list[dict[str, Any]], seconds: list[float]) -> None:
+def print_summary(reports: list[dict[str, Any]], seconds: list[float]) -> None:
     first = reports[0]["checkpoint"]
     print(
         f"\nafter {first['impressions']:,} impressions (expected CTR over impressions "
@@ -119,7 +119,7 @@ def _print_summary(reports: list[dict[str, Any]], seconds: list[float]) -> None:
             f"{ctr['rules']:>7.4f} {ctr['oracle']:>7.4f} {cp['vs_random']:>8.2f} {cp['vs_oracle']:>8.3f} "
             f"{cp['with_holdout_vs_oracle']:>15.3f} {_fmt(low, '.2f'):>10} {_fmt(recover, ','):>8} "
             f"{_fmt(report['lift']['expected_lift'], '+.0%'):>6} "
-            f"{report['exploration_restarts']:>8} {secs:>7.1f}"
+            f"{_fmt(report.get('exploration_restarts'), 'g'):>8} {secs:>7.1f}"
         )
     if len(reports) > 1:
         vs_random = [r["checkpoint"]["vs_random"] for r in reports]

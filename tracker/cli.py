@@ -19,6 +19,7 @@ from typing import Annotated
 import orjson
 import typer
 
+from tracker.catalogue_cli import offers_app
 from tracker.errors import TrackerError
 from tracker.settings import Settings, get_settings
 
@@ -32,6 +33,7 @@ stack_app = typer.Typer(
     help="The embedded local stack (real Kafka and Redis on loopback).", no_args_is_help=True
 )
 app.add_typer(stack_app, name="stack")
+app.add_typer(offers_app, name="offers")
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -227,6 +229,92 @@ def up(
         typer.echo("\nstopped: every process of the local stack has exited.")
     except TrackerError as exc:
         raise _fail(exc) from exc
+
+
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option(help="The HTML file to write.")] = Path(
+        "var/report/learning-report.html"
+    ),
+    impressions: Annotated[int, typer.Option(min=100, help="Simulator: impressions to simulate.")] = 40_000,
+    seed: Annotated[int, typer.Option(help="Simulator: random seed (same seed, same report).")] = 1,
+    drift_at: Annotated[
+        int, typer.Option(min=0, help="Simulator: impression at which tastes change (0: never).")
+    ] = 25_000,
+    checkpoint: Annotated[
+        int, typer.Option(min=1, help="Simulator: the 'after N impressions' figures start here.")
+    ] = 20_000,
+    window: Annotated[int, typer.Option(min=0, help="Impressions per curve point (0: about 40 points).")] = 0,
+    realised: Annotated[
+        bool, typer.Option("--realised", help="Simulator: plot clicks/impressions, not expected CTR.")
+    ] = False,
+    from_log: Annotated[
+        Path | None,
+        typer.Option(help="Report on logged rewards: a JSON-lines file of <app>-rewards records."),
+    ] = None,
+    from_kafka: Annotated[
+        bool, typer.Option("--from-kafka", help="Report on the rewards topic of TRACKER_KAFKA_BOOTSTRAP.")
+    ] = False,
+    save_log: Annotated[
+        Path | None, typer.Option(help="With --from-kafka: also write the records read as JSON lines.")
+    ] = None,
+    site: Annotated[str | None, typer.Option(help="Logged rewards: only this site.")] = None,
+    from_json: Annotated[
+        Path | None,
+        typer.Option(
+            help="A saved simulator report: the JSON of bench/learning_curve.py or "
+            "bench/learning_pipeline.py (its first run)."
+        ),
+    ] = None,
+) -> None:
+    """Write the learning report (one self-contained HTML page): learning curve vs random, most
+    popular and oracle, CTR by visitor type or segment, lift over the holdout. From a simulator
+    run (default), a saved one (--from-json FILE, e.g. the run through the real pipeline), or
+    from the live product's rewards (--from-log FILE, --from-kafka)."""
+    from tracker.report import figures, html, sources
+
+    try:
+        if sum((from_log is not None, from_kafka, from_json is not None)) > 1:
+            raise ValueError("--from-log, --from-kafka and --from-json are three sources: choose one")
+        if from_json is not None:
+            data = figures.from_simulation(sources.read_simulation(from_json), expected=not realised)
+        elif from_log is not None or from_kafka:
+            if from_log is not None:
+                records, source = sources.read_jsonl(from_log), f"log file {from_log}"
+            else:
+                settings = get_settings()
+                records = sources.read_rewards_topic(settings)
+                source = f"rewards topic on {settings.kafka_bootstrap}"
+                if save_log is not None:
+                    count = sources.write_jsonl(records, save_log)
+                    typer.echo(f"{count:,} reward records written to {save_log}")
+            data = figures.from_rewards(records, source=source, site=site, window=window or None)
+        else:
+            data = figures.from_simulation(
+                _simulate(impressions, seed, drift_at, checkpoint, window), expected=not realised
+            )
+    except (OSError, ValueError, TimeoutError, TrackerError) as exc:
+        raise _fail(exc) from exc
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(html.render(data))
+    typer.echo(f"report written to {out}")
+
+
+def _simulate(impressions: int, seed: int, drift_at: int, checkpoint: int, window: int) -> dict:
+    from tracker.report.figures import auto_window
+    from tracker.sim.learning import LearningConfig, run_learning
+
+    checkpoint = checkpoint if checkpoint < impressions else impressions // 2
+    config = LearningConfig(
+        impressions=impressions,
+        drift_at=drift_at if 0 < drift_at < impressions else None,
+        checkpoint=checkpoint,
+        checkpoint_span=min(4_000, max(1, impressions - checkpoint)),
+        window=window or auto_window(impressions, points=40, minimum=100),
+        seed=seed,
+    )
+    typer.echo(f"simulating {impressions:,} impressions (seed {seed}; about 1 s per 2,000)...", err=True)
+    return run_learning(config)
 
 
 @app.command()

@@ -10,6 +10,7 @@ each with its own frequency caps, randomness and clicks:
   inside the attribution window, rewards learned by the one
   :class:`tracker.models.trainer.Trainer`, which publishes snapshots as the
   service would. Includes the holdout group and exploration;
+- the baselines of :mod:`tracker.sim.baselines`, decided on the same visits:
 - ``random``: a uniformly random eligible offer;
 - ``popular``: the offer with the best click rate so far, for everyone
   (epsilon-greedy, learning with the same delay);
@@ -34,7 +35,6 @@ import heapq
 import random
 import uuid
 from array import array
-from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,18 +42,17 @@ from typing import Any
 
 from tracker.models.caps import ImpressionCounts
 from tracker.models.catalogue import Catalogue, Offer, load_catalogue
-from tracker.models.eligibility import split_eligible
 from tracker.models.features import DecisionContext
 from tracker.models.learner import ClickModel, decode_snapshot, encode_snapshot
 from tracker.models.policy import PolicyConfig, decide
-from tracker.models.ranking import choose_offer
 from tracker.models.rewards import AttributionConfig, Feedback, VisitorRewards
 from tracker.models.trainer import Trainer
+from tracker.sim.baselines import BASELINES, Baselines
 from tracker.sim.ground_truth import GroundTruth
 from tracker.sim.shoppers import SITE_ID, Crowd, Shopper
 
 START_MS = 1_763_900_000_000
-POLICIES = ("ours", "random", "popular", "rules", "oracle")
+POLICIES = ("ours", *BASELINES)
 
 
 @dataclass(frozen=True)
@@ -174,45 +173,22 @@ class _Ours:
             self.snapshots += 1
 
 
-class _Popular:
-    """Most popular offer for everyone: epsilon-greedy on each offer's click rate so far."""
-
-    def __init__(self, epsilon: float, delay_ms: int, rng: random.Random) -> None:
-        self.epsilon = epsilon
-        self.delay_ms = delay_ms
-        self.rng = rng
-        self.shows: dict[str, int] = {}
-        self.clicks: dict[str, int] = {}
-        self.pending: deque[tuple[int, str, bool]] = deque()
-
-    def choose(self, eligible: list[Offer]) -> Offer:
-        if self.rng.random() < self.epsilon:
-            return eligible[self.rng.randrange(len(eligible))]
-        # A mild prior (1 click in 30 shows) so unseen offers are neither ignored nor over-trusted.
-        return max(
-            eligible, key=lambda o: ((self.clicks.get(o.id, 0) + 1) / (self.shows.get(o.id, 0) + 30), o.id)
-        )
-
-    def shown(self, offer: Offer, clicked: bool, now_ms: int) -> None:
-        self.pending.append((now_ms + self.delay_ms, offer.id, clicked))
-
-    def tick(self, now_ms: int) -> None:
-        while self.pending and self.pending[0][0] <= now_ms:
-            _, offer_id, clicked = self.pending.popleft()
-            self.shows[offer_id] = self.shows.get(offer_id, 0) + 1
-            self.clicks[offer_id] = self.clicks.get(offer_id, 0) + clicked
-
-
 def run_learning(config: LearningConfig, *, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Run the simulation and return the report (plain data, see :func:`summarise`)."""
     catalogue = load_catalogue(config.catalogue_path or _default_catalogue_path())
     truth = GroundTruth(catalogue, config.slot, seed=config.seed, drift_at=config.drift_at)
     crowd = Crowd(truth, random.Random(config.seed), new_share=config.new_share)
-    rngs = {name: random.Random(f"{config.seed}:{name}") for name in POLICIES}
-    ours = _Ours(catalogue, config, rngs["ours"])
-    popular = _Popular(config.popular_epsilon, config.attribution_window_ms, rngs["popular"])
-    counts: dict[str, dict[str, ImpressionCounts]] = {name: {} for name in POLICIES if name != "ours"}
+    ours = _Ours(catalogue, config, random.Random(f"{config.seed}:ours"))
+    baselines = Baselines(
+        catalogue,
+        config.slot,
+        seed=config.seed,
+        popular_epsilon=config.popular_epsilon,
+        feedback_delay_ms=config.attribution_window_ms,
+    )
     tracks = {name: Track() for name in POLICIES}
+    # The hidden type of each impression's visitor (an index into truth.types), for CTR by type.
+    visitor_types = array("b")
     clock = random.Random(f"{config.seed}:clock")
     now = START_MS
 
@@ -220,6 +196,7 @@ def run_learning(config: LearningConfig, *, progress: Callable[[int], None] | No
         now += max(1, int(clock.expovariate(1.0 / config.mean_gap_ms)))
         shopper, ctx = crowd.next_visit(now)
         returning = ctx.is_returning
+        visitor_types.append(truth.types.index(shopper.vtype))
 
         def truth_p(
             offer: Offer, shopper: Shopper = shopper, returning: bool = returning, step: int = step
@@ -228,41 +205,18 @@ def run_learning(config: LearningConfig, *, progress: Callable[[int], None] | No
                 shopper.vtype, offer.id, device=shopper.device, returning=returning, impressions=step
             )
 
-        for name in POLICIES:
-            rng = rngs[name]
-            holdout = False
-            if name == "ours":
-                offer, holdout = ours.choose(shopper, ctx, now)
-            else:
-                visitor_counts = counts[name].setdefault(shopper.visitor_id, ImpressionCounts())
-                eligible, _ = split_eligible(catalogue, config.slot, ctx, now_ms=now, counts=visitor_counts)
-                if not eligible:
-                    offer = None
-                elif name == "random":
-                    offer = eligible[rng.randrange(len(eligible))]
-                elif name == "popular":
-                    offer = popular.choose(eligible)
-                elif name == "rules":
-                    choice = choose_offer(
-                        catalogue, config.slot, dict(ctx.interests), min_interest=0.5, now_ms=now
-                    )
-                    offer = choice.offer if choice is not None and choice.offer in eligible else eligible[0]
-                else:
-                    offer = max(eligible, key=lambda o: (truth_p(o), o.id))
-                if offer is not None:
-                    visitor_counts.record(offer.id, at_ms=now, session_id=ctx.session_id)
-            if offer is None:
-                tracks[name].add(0.0, False, holdout)
-                continue
+        offer, holdout = ours.choose(shopper, ctx, now)
+        if offer is None:
+            tracks["ours"].add(0.0, False, holdout)
+        else:
             p = truth_p(offer)
-            clicked = rng.random() < p
-            tracks[name].add(p, clicked, holdout)
-            if name == "ours":
-                ours.shown(shopper, ctx, offer, clicked, now)
-            elif name == "popular":
-                popular.shown(offer, clicked, now)
+            clicked = ours.rng.random() < p
+            tracks["ours"].add(p, clicked, holdout)
+            ours.shown(shopper, ctx, offer, clicked, now)
+        for name, (p, clicked) in baselines.show(shopper.visitor_id, ctx, now, truth_p).items():
+            tracks[name].add(p, clicked)
         ours.tick(now)
-        popular.tick(now)
+        baselines.tick(now)
         if progress is not None and (step + 1) % config.window == 0:
             progress(step + 1)
 
@@ -271,15 +225,25 @@ def run_learning(config: LearningConfig, *, progress: Callable[[int], None] | No
         "model": ours.serving.version,
         "exploration_restarts": ours.trainer.restarts,
     }
-    return summarise(config, tracks, extra=extra)
+    types = ([t.name for t in truth.types], visitor_types)
+    return summarise(config, tracks, extra=extra, visitor_types=types)
 
 
-def summarise(config: LearningConfig, tracks: dict[str, Track], *, extra: dict[str, Any]) -> dict[str, Any]:
+def summarise(
+    config: LearningConfig,
+    tracks: dict[str, Track],
+    *,
+    extra: dict[str, Any],
+    visitor_types: tuple[list[str], array] | None = None,
+) -> dict[str, Any]:
     """Curves, checkpoint ratios, drift recovery and holdout lift from the per-impression tracks.
 
     ``ours`` is the policy on the visitors it decides for (everyone but the
     holdout group, a random 5 % by hash); ``ours_with_holdout`` is all our
     traffic, holdout included, which is what the site sees overall.
+    ``visitor_types`` (type names, and each impression's index into them)
+    adds ``by_type``: each policy's CTR per hidden visitor type over the
+    checkpoint window.
     """
     n = config.impressions
     views: dict[str, tuple[Track, bool | None]] = {
@@ -327,7 +291,28 @@ def summarise(config: LearningConfig, tracks: dict[str, Track], *, extra: dict[s
     }
     if config.drift_at is not None and config.drift_at < n:
         report["drift"] = _recovery(config, curves)
+    if visitor_types is not None:
+        report["by_type"] = _by_type(views, *visitor_types, span=span)
     return report
+
+
+def _by_type(
+    views: dict[str, tuple[Track, bool | None]], names: list[str], types: array, *, span: list[int]
+) -> dict[str, dict[str, Any]]:
+    """Per hidden visitor type: impressions and each policy's (realised, expected) CTR over ``span``."""
+    out: dict[str, dict[str, Any]] = {}
+    for index, name in enumerate(names):
+        rows = [i for i in range(span[0], min(span[1], len(types))) if types[i] == index]
+        figures: dict[str, Any] = {"impressions": len(rows)}
+        for policy, (track, holdout) in views.items():
+            kept = rows if holdout is None else [i for i in rows if track.holdout[i] == holdout]
+            k = max(1, len(kept))
+            figures[policy] = {
+                "ctr": sum(track.clicks[i] for i in kept) / k,
+                "expected_ctr": sum(track.expected[i] for i in kept) / k,
+            }
+        out[name] = figures
+    return out
 
 
 def _holdout_lift(track: Track, *, start: int, end: int) -> dict[str, Any]:

@@ -83,6 +83,8 @@ class Crowd:
         self.max_shoppers = max_shoppers
         self.shoppers: list[Shopper] = []
         self._categories = sorted({t.favourite for t in truth.types})
+        # The raw events of the latest visit, for drivers that send them to a real collector.
+        self.last_events: list[dict[str, object]] = []
 
     def next_visit(self, now_ms: int) -> tuple[Shopper, DecisionContext]:
         """A shopper browses a little at ``now_ms``; return them and the context of their page."""
@@ -98,6 +100,7 @@ class Crowd:
             shopper.cart_value = 0.0
         shopper.last_at = now_ms
 
+        self.last_events = []
         page_type, category, path = "home", None, "/"
         for _ in range(rng.randint(1, 3)):
             page_type, category, path = self._browse(shopper, now_ms)
@@ -170,6 +173,7 @@ class Crowd:
                 }
             raw["url"] = f"https://demo.shop{path}"
             page_type = "product"
+        self.last_events.append(raw)
         apply_event(
             shopper.profile,
             parse_event(raw),

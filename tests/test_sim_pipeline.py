@@ -1,0 +1,89 @@
+"""The learning loop closed through the real product: simulated shoppers drive the collector and the
+offer API (real processes on the session's Kafka and Redis); the worker joins decisions with
+impressions and clicks, the trainer learns and publishes, and the API serves the new models.
+
+A short run (1,200 visits): long enough for several model versions, too short for the learning
+curve itself (``bench/learning_pipeline.py`` measures that over 30,000 visits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tracker.devstack.process import free_port
+from tracker.devstack.services import SERVICES, running_services
+from tracker.settings import Settings
+from tracker.sim.learning import LearningConfig
+from tracker.sim.pipeline import FAST_LEARNING, Pacing, PipelineRun
+
+pytestmark = pytest.mark.integration
+
+VISITS = 1_200
+
+
+@pytest.fixture(scope="module")
+def product(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    settings = Settings(
+        environment="test",
+        kafka_bootstrap=stack.kafka_bootstrap,
+        redis_url=stack.redis_url,
+        collector_port=free_port(),
+        api_port=free_port(),
+        worker_web_port=free_port(),
+        worker_app_id=f"simpipe-{uuid.uuid4().hex[:8]}",
+        allow_unregistered_sites=True,
+        **FAST_LEARNING,
+    )
+    log_dir: Path = tmp_path_factory.mktemp("sim-pipeline-logs")
+    with running_services(SERVICES, settings, log_dir, timeout=90):
+        yield settings
+
+
+@pytest.fixture(scope="module")
+def report(product: Settings) -> dict:
+    config = LearningConfig(
+        impressions=VISITS, drift_at=None, checkpoint=VISITS, checkpoint_span=600, window=200, seed=11
+    )
+    run = PipelineRun(
+        config,
+        Pacing(visits_per_second=60.0, concurrency=128),
+        f"http://{product.collector_host}:{product.collector_port}",
+        f"http://{product.api_host}:{product.api_port}",
+    )
+    return asyncio.run(asyncio.wait_for(run.run(), timeout=240))
+
+
+def _worker_metric(settings: Settings, name: str) -> float:
+    text = httpx.get(f"http://{settings.worker_web_host}:{settings.worker_web_port}/metrics", timeout=5).text
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")]
+    assert values, f"{name} not exported"
+    return values[0]
+
+
+def test_every_visit_gets_an_answer(report: dict) -> None:
+    assert sum(report["outcomes"].values()) == VISITS
+    assert report["outcomes"].get("personalised", 0) > VISITS // 2
+
+
+def test_the_trainer_learns_from_the_shown_banners_and_the_api_serves_its_models(
+    product: Settings, report: dict
+) -> None:
+    # Every shown banner's reward arrives once its 5 s window closes: wait for the last ones.
+    shown = VISITS - report["outcomes"].get("no_offer", 0)
+    deadline = time.monotonic() + 60
+    while (learned := _worker_metric(product, "tracker_trainer_model_updates")) < 0.9 * shown:
+        assert time.monotonic() < deadline, f"the trainer learned from {learned:.0f} of {shown} banners"
+        time.sleep(0.5)
+    assert report["model_versions_served"] >= 3
+
+
+def test_our_policy_beats_random_on_the_same_visits(report: dict) -> None:
+    ctr = report["checkpoint"]["ctr"]
+    assert ctr["ours"]["expected_ctr"] > 1.2 * ctr["random"]["expected_ctr"]
