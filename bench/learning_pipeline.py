@@ -14,6 +14,9 @@ Times are real, so the product runs with a short attribution window (5 s: the
 simulated clicks come within 2 s) and publishes a model every 2 s or 250
 rewards; segments are learned and published as in production, every 5 s.
 
+On 2 cores the whole loop runs at about 33 visits/s (15 minutes for 30,000): ``--rate`` is
+an upper bound.
+
 Usage::
 
     .venv/bin/python bench/learning_pipeline.py                       # 30,000 visits, drift at 22,000

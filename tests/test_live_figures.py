@@ -194,6 +194,39 @@ def test_policy_and_holdout_click_through_rates_come_from_seen_rewards() -> None
     assert "CTR policy 12.0% vs holdout 5.0%, model 130 rewards" in render_line(figures)
 
 
+def _policy_rewards(seen: float, clicked: float) -> Snapshot:
+    return {
+        fig.REWARDS: [
+            ({"group": "policy", "impressed": "true", "clicked": "true"}, clicked),
+            ({"group": "policy", "impressed": "true", "clicked": "false"}, seen - clicked),
+            ({"group": "holdout", "impressed": "true", "clicked": "true"}, 50.0),  # not the policy's
+        ]
+    }
+
+
+def test_learning_curve_draws_a_point_per_step_of_enough_rewards() -> None:
+    curve = fig.LearningCurve(step_seconds=30.0, min_impressions=20, max_points=3)
+    curve.add(0.0, _policy_rewards(0, 0))
+    curve.add(10.0, _policy_rewards(100, 5))  # not 30 s yet
+    assert curve.points == []
+    curve.add(30.0, _policy_rewards(100, 5))
+    curve.add(60.0, _policy_rewards(110, 6))  # 30 s but only 10 rewards: the step goes on
+    curve.add(70.0, _policy_rewards(200, 25))
+    assert curve.points == pytest.approx([0.05, 0.2])
+    curve.add(75.0, _policy_rewards(20, 4))  # the worker restarted: counting starts again
+    curve.add(110.0, _policy_rewards(120, 34))
+    curve.add(150.0, _policy_rewards(220, 34))
+    assert curve.points == pytest.approx([0.2, 0.3, 0.0])  # the last 3
+
+
+def test_the_curve_line_shows_a_sparkline_from_first_to_last_point() -> None:
+    figures = fig.Figures(interval=2.0, curve=(0.03, 0.06, 0.12), curve_step=30.0)
+    text, note = render_block(figures)[-1]
+    assert text == "  curve     ▃▅█ 3.0% -> 12.0%" and "per 30 s" in note
+    empty = render_block(fig.Figures(interval=2.0))[-1][0]
+    assert empty.startswith("  curve     -")
+
+
 def test_no_impressions_means_no_rate() -> None:
     figures = compute(worker_events(page_view__applied=1), worker_events(page_view__applied=2), 2.0)
     assert figures.ctr is None and figures.ctr_window is None

@@ -233,7 +233,7 @@ class Settings(BaseSettings):
     # explore_epsilon_restart.
     explore_epsilon_start: float = Field(default=0.1, ge=0, le=1)
     explore_epsilon_min: float = Field(default=0.02, ge=0, le=1)
-    explore_decay_updates: int = Field(default=2_000, ge=1)
+    explore_decay_updates: int = Field(default=5_000, ge=1)
     explore_epsilon_restart: float = Field(default=0.2, ge=0, le=1)
 
     # Largest relative score change an offer's margin can make (margin only breaks near-ties).

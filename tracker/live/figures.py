@@ -144,6 +144,49 @@ def ctr_by_group(current: Snapshot) -> dict[str, float | None]:
     }
 
 
+def policy_seen(current: Snapshot) -> tuple[float | None, float | None]:
+    """``(clicks, impressions)`` of the offers the learned policy chose and the visitor saw, from
+    the rewards emitted so far (holdout excluded)."""
+
+    def seen(clicked: bool | None) -> Match:
+        return lambda labels: (
+            labels.get("group") == "policy"
+            and labels.get("impressed") == "true"
+            and (clicked is None or labels.get("clicked") == str(clicked).lower())
+        )
+
+    return total(current, REWARDS, seen(True)), total(current, REWARDS, seen(None))
+
+
+@dataclass
+class LearningCurve:
+    """The live learning curve: the policy's click-through rate per step of rewards.
+
+    Fed one snapshot per tick (:meth:`add`); a point closes once ``step_seconds`` have passed
+    *and* at least ``min_impressions`` rewards of seen offers arrived since the last point, so
+    a quiet spell never draws a point from three impressions. Keeps the last ``max_points``.
+    """
+
+    step_seconds: float = 30.0
+    min_impressions: int = 20
+    max_points: int = 30
+    points: list[float] = field(default_factory=list)
+    _mark: tuple[float, float, float] | None = None  # (time, clicks, impressions) at the step's start
+
+    def add(self, now: float, current: Snapshot) -> None:
+        clicks, seen = policy_seen(current)
+        if clicks is None or seen is None:
+            return
+        if self._mark is None or seen < self._mark[2]:  # first tick, or the worker restarted
+            self._mark = (now, clicks, seen)
+            return
+        started, clicks_then, seen_then = self._mark
+        if now - started >= self.step_seconds and seen - seen_then >= self.min_impressions:
+            self.points.append((clicks - clicks_then) / (seen - seen_then))
+            del self.points[: -self.max_points]
+            self._mark = (now, clicks, seen)
+
+
 def ratio(part: float | None, whole: float | None) -> float | None:
     return None if part is None or not whole else part / whole
 
@@ -169,6 +212,9 @@ class Figures:
     # From rewards (decisions whose attribution window closed): policy vs holdout, since start.
     ctr_groups: dict[str, float | None] = field(default_factory=dict)
     model_updates: float | None = None  # rewards learned by the published click model
+    # The policy's CTR per step of rewards, oldest first (see LearningCurve).
+    curve: tuple[float, ...] = ()
+    curve_step: float | None = None  # seconds per point
 
 
 def compute(

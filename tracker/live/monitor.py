@@ -7,11 +7,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TextIO
 
 import httpx
 
-from tracker.live.figures import compute
+from tracker.live.figures import LearningCurve, compute
 from tracker.live.scrape import Snapshot, merge, scrape
 from tracker.live.view import LiveBlock, render_block, render_line
 from tracker.settings import Settings
@@ -81,6 +82,8 @@ class LiveMonitor:
             then, previous = time.monotonic(), self._scrape(client)
             # Snapshots of the last minute, oldest first, for the click-through rate over it.
             history: deque[tuple[float, Snapshot]] = deque([(then, previous)])
+            curve = LearningCurve()
+            curve.add(then, previous)
             while not self._stop.wait(self.interval):
                 now, current = time.monotonic(), self._scrape(client)
                 if self._stop.is_set():
@@ -90,8 +93,12 @@ class LiveMonitor:
                     history.popleft()
                 start_time, window_start = history[0]
                 try:
-                    figures = compute(
-                        previous, current, now - then, window_start=window_start, window=now - start_time
+                    curve.add(now, current)
+                    span = now - start_time
+                    figures = replace(
+                        compute(previous, current, now - then, window_start=window_start, window=span),
+                        curve=tuple(curve.points),
+                        curve_step=curve.step_seconds,
                     )
                     if self._block is not None:
                         self._block.show(render_block(figures))

@@ -77,7 +77,30 @@ def render_block(figures: Figures) -> list[Line]:
             "",
         ),
         (f"  learning  {_split(f)} | model learned {_num(f.model_updates, 0)} rewards", "  (rewards)"),
+        (f"  curve     {_curve(f)}", f"  (policy CTR per {_num(f.curve_step, 0)} s of rewards)"),
     ]
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float]) -> str:
+    """One character per value, from the lowest bar (0) to the highest (the largest value).
+
+    >>> sparkline([0.0, 0.05, 0.1, 0.2])
+    '▁▃▅█'
+    """
+    top = max(values, default=0.0)
+    if top <= 0:
+        return SPARKS[0] * len(values)
+    last = len(SPARKS) - 1
+    return "".join(SPARKS[min(last, round(v / top * last))] for v in values)
+
+
+def _curve(f: Figures) -> str:
+    if not f.curve:
+        return "- (a point once enough rewards arrived)"
+    return f"{sparkline(f.curve)} {_percent(f.curve[0])} -> {_percent(f.curve[-1])}"
 
 
 def _split(f: Figures) -> str:
