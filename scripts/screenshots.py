@@ -30,9 +30,9 @@ from pathlib import Path
 
 import httpx
 
-from tracker.live.figures import OFFER_REQUESTS, WORKER_EVENTS, Figures, compute
+from tracker.live.figures import OFFER_REQUESTS, WORKER_EVENTS, Figures, LiveFigures
 from tracker.live.page import terminal_page
-from tracker.live.scrape import Snapshot, merge, scrape
+from tracker.live.scrape import merge, scrape
 from tracker.live.view import render_block
 from tracker.local import run_local_product
 from tracker.models.catalogue import load_catalogue
@@ -115,21 +115,16 @@ class Watcher:
 
     def sample(self, urls: list[str]) -> None:
         """Scrape every 2 s (as the live view does) until the run ends; keep the latest figures."""
-        history: list[tuple[float, Snapshot]] = []
+        live = LiveFigures()
         with httpx.Client() as client:
             while not self.done.wait(2.0):
                 now = time.monotonic()
                 snapshot = merge(*(scrape(url, client) for url in urls))
                 if OFFER_REQUESTS not in snapshot or WORKER_EVENTS not in snapshot:
                     continue  # a service did not answer (starting or stopping): not a figure
-                history.append((now, snapshot))
-                if len(history) < 2:
+                figures = live.add(now, snapshot)
+                if figures is None:
                     continue
-                then, previous = history[-2]
-                start, window_start = next((t, s) for t, s in history if now - t <= 60.0)
-                figures = compute(
-                    previous, snapshot, now - then, window_start=window_start, window=now - start
-                )
                 self.figures = (figures, len(self.transcript))
 
 

@@ -219,6 +219,23 @@ def test_learning_curve_draws_a_point_per_step_of_enough_rewards() -> None:
     assert curve.points == pytest.approx([0.2, 0.3, 0.0])  # the last 3
 
 
+def test_live_figures_keep_the_previous_snapshot_the_minute_window_and_the_curve() -> None:
+    live = fig.LiveFigures(ctr_window=60.0, curve=fig.LearningCurve(step_seconds=30.0, min_impressions=20))
+
+    def snapshot(impressions: float, clicks: float, seen: float, clicked: float) -> Snapshot:
+        return worker_events(
+            offer_impression__applied=impressions, offer_click__applied=clicks
+        ) | _policy_rewards(seen, clicked)
+
+    assert live.add(0.0, snapshot(0, 0, 0, 0)) is None  # one snapshot: no rate yet
+    first = live.add(40.0, snapshot(100, 10, 100, 10))
+    assert first is not None and first.interval == 40.0 and first.curve == pytest.approx((0.1,))
+    later = live.add(100.0, snapshot(300, 20, 300, 20))  # 100 s after the start: the window moved
+    assert later is not None and later.interval == 60.0
+    assert later.window == 60.0 and later.ctr_window == pytest.approx(10 / 200)
+    assert later.ctr == pytest.approx(20 / 300) and later.curve == pytest.approx((0.1, 0.05))
+
+
 def test_the_curve_line_shows_a_sparkline_from_first_to_last_point() -> None:
     figures = fig.Figures(interval=2.0, curve=(0.03, 0.06, 0.12), curve_step=30.0)
     text, note = render_block(figures)[-1]

@@ -11,8 +11,9 @@ service did not answer, or does not export it) gives ``None``, shown as "-".
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tracker.live.scrape import Labels, Snapshot
 
@@ -257,3 +258,32 @@ def compute(
         ctr_groups=ctr_by_group(current),
         model_updates=total(current, MODEL_UPDATES),
     )
+
+
+class LiveFigures:
+    """Snapshots in, figures out: what the live view keeps between two ticks.
+
+    Feed one snapshot per tick (:meth:`add`); the figures are the rates since the previous
+    snapshot, the click-through rate over the last ``ctr_window`` seconds, and the learning
+    curve. ``None`` until two snapshots were seen.
+    """
+
+    def __init__(self, *, ctr_window: float = 60.0, curve: LearningCurve | None = None) -> None:
+        self.ctr_window = ctr_window
+        self.curve = curve if curve is not None else LearningCurve()
+        # Snapshots of the last ``ctr_window`` seconds, oldest first (the latest is the previous one).
+        self._history: deque[tuple[float, Snapshot]] = deque()
+
+    def add(self, now: float, current: Snapshot) -> Figures | None:
+        history = self._history
+        self.curve.add(now, current)
+        if not history:
+            history.append((now, current))
+            return None
+        then, previous = history[-1]
+        history.append((now, current))
+        while len(history) > 2 and now - history[1][0] >= self.ctr_window:
+            history.popleft()
+        start, window_start = history[0]
+        figures = compute(previous, current, now - then, window_start=window_start, window=now - start)
+        return replace(figures, curve=tuple(self.curve.points), curve_step=self.curve.step_seconds)

@@ -5,14 +5,12 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import TextIO
 
 import httpx
 
-from tracker.live.figures import LearningCurve, compute
+from tracker.live.figures import LiveFigures
 from tracker.live.scrape import Snapshot, merge, scrape
 from tracker.live.view import LiveBlock, render_block, render_line
 from tracker.settings import Settings
@@ -78,32 +76,20 @@ class LiveMonitor:
         return merge(*(scrape(url, client) for url in self.urls))
 
     def _run(self) -> None:
+        live = LiveFigures(ctr_window=CTR_WINDOW)
         with httpx.Client() as client:
-            then, previous = time.monotonic(), self._scrape(client)
-            # Snapshots of the last minute, oldest first, for the click-through rate over it.
-            history: deque[tuple[float, Snapshot]] = deque([(then, previous)])
-            curve = LearningCurve()
-            curve.add(then, previous)
+            live.add(time.monotonic(), self._scrape(client))
             while not self._stop.wait(self.interval):
                 now, current = time.monotonic(), self._scrape(client)
                 if self._stop.is_set():
                     break  # services may be stopping: their last answers are not figures
-                history.append((now, current))
-                while len(history) > 2 and now - history[1][0] >= CTR_WINDOW:
-                    history.popleft()
-                start_time, window_start = history[0]
                 try:
-                    curve.add(now, current)
-                    span = now - start_time
-                    figures = replace(
-                        compute(previous, current, now - then, window_start=window_start, window=span),
-                        curve=tuple(curve.points),
-                        curve_step=curve.step_seconds,
-                    )
+                    figures = live.add(now, current)
+                    if figures is None:
+                        continue
                     if self._block is not None:
                         self._block.show(render_block(figures))
                     else:
                         self.echo(render_line(figures))
                 except Exception as exc:  # a bug here must not take `tracker up` down: say it once per tick
                     self.echo(f"live view: {type(exc).__name__}: {exc}")
-                then, previous = now, current

@@ -77,7 +77,10 @@ def render_block(figures: Figures) -> list[Line]:
             "",
         ),
         (f"  learning  {_split(f)} | model learned {_num(f.model_updates, 0)} rewards", "  (rewards)"),
-        (f"  curve     {_curve(f)}", f"  (policy CTR per {_num(f.curve_step, 0)} s of rewards)"),
+        (
+            f"  curve     {_curve(f)}",
+            f"  (policy CTR per {_num(f.curve_step, 0)} s of rewards)" if f.curve_step else "",
+        ),
     ]
 
 
@@ -95,6 +98,10 @@ def sparkline(values: Sequence[float]) -> str:
         return SPARKS[0] * len(values)
     last = len(SPARKS) - 1
     return "".join(SPARKS[min(last, round(v / top * last))] for v in values)
+
+
+def _curve_note(f: Figures) -> str:
+    return f"  (policy CTR per {f.curve_step:.0f} s of rewards)" if f.curve_step else ""
 
 
 def _curve(f: Figures) -> str:
