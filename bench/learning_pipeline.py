@@ -62,6 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--rate", type=float, default=100.0, help="visits per second")
     parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the services, e.g. segments_enabled=false (repeatable)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "var" / "bench" / "learning_pipeline.json")
     args = parser.parse_args(argv)
 
@@ -92,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                 **FAST_LEARNING,
             }
         )
+        overrides = dict(item.split("=", 1) for item in args.set)
+        settings = Settings.model_validate(settings.model_dump() | overrides)  # validates --set values
         log_dir = Path(tempfile.mkdtemp(prefix="bench-learning-pipeline-"))
         stack.enter_context(running_services(SERVICES, settings, log_dir, echo=print))
         collector = f"http://{settings.collector_host}:{settings.collector_port}"
@@ -106,10 +115,19 @@ def main(argv: list[str] | None = None) -> int:
 
         report = asyncio.run(run.run(progress=progress))
         report["trainer_updates"] = _metric(worker_metrics, "tracker_trainer_model_updates")
+        report["segments"] = run.segment_purity(_stored_segments(local.redis_url, run))
+        report["settings_changed"] = args.set
         print(f"services' logs: {log_dir}")
 
     print_curve(report, every=max(1, 2_000 // args.window))
     print_summary([report], [report["seconds"]])
+    segments = report["segments"]
+    print(
+        f"segments vs hidden types: weighted purity {segments['weighted_purity']}, "
+        f"unsegmented {segments['unsegmented']}: {segments['by_segment']}"
+    )
+    if report["failures"]:
+        print(f"visits that failed (counted as no banner): {report['failures']}")
     print(
         f"our decisions by outcome: {report['outcomes']}; "
         f"model versions served: {report['model_versions_served']}"
@@ -118,6 +136,20 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps({"runs": [report]}, indent=1))
     print(f"report written to {args.out}")
     return 0
+
+
+def _stored_segments(redis_url: str, run: PipelineRun) -> dict[str, int | None]:
+    """The segment in each simulated shopper's stored profile (None: not segmented yet)."""
+    import orjson
+    import redis
+
+    from tracker import keys
+    from tracker.sim.shoppers import SITE_ID
+
+    client = redis.Redis.from_url(redis_url)
+    ids = [shopper.visitor_id for shopper in run.crowd.shoppers]
+    raw = client.mget([keys.profile(SITE_ID, visitor_id) for visitor_id in ids]) if ids else []
+    return {v: orjson.loads(r).get("segment") for v, r in zip(ids, raw, strict=True) if r is not None}
 
 
 def _metric(url: str, name: str) -> float | None:

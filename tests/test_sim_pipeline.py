@@ -68,7 +68,7 @@ def _worker_metric(settings: Settings, name: str) -> float:
 
 
 def test_every_visit_gets_an_answer(report: dict) -> None:
-    assert sum(report["outcomes"].values()) == VISITS
+    assert sum(report["outcomes"].values()) == VISITS and not report["failures"]
     assert report["outcomes"].get("personalised", 0) > VISITS // 2
 
 
@@ -87,3 +87,21 @@ def test_the_trainer_learns_from_the_shown_banners_and_the_api_serves_its_models
 def test_our_policy_beats_random_on_the_same_visits(report: dict) -> None:
     ctr = report["checkpoint"]["ctr"]
     assert ctr["ours"]["expected_ctr"] > 1.2 * ctr["random"]["expected_ctr"]
+
+
+def test_segment_purity_says_how_well_segments_match_the_hidden_types() -> None:
+    run = PipelineRun(LearningConfig(impressions=10, drift_at=None), Pacing(), "http://c", "http://a")
+    for step in range(60):
+        run.crowd.next_visit(1_763_900_000_000 + step * 1_000)
+    shoppers = run.crowd.shoppers
+    by_type: dict[str, int] = {}
+    segments: dict[str, int | None] = {}
+    for shopper in shoppers:  # a perfect clustering: one segment per hidden type
+        segments[shopper.visitor_id] = by_type.setdefault(shopper.vtype.name, len(by_type))
+    perfect = run.segment_purity(segments)
+    assert perfect["weighted_purity"] == 1.0 and perfect["unsegmented"] == 0
+    assert sum(s["shoppers"] for s in perfect["by_segment"].values()) == len(shoppers)
+
+    lumped = run.segment_purity({v: 0 for v in segments} | {shoppers[0].visitor_id: None, "stranger": 1})
+    assert lumped["unsegmented"] == 1 and list(lumped["by_segment"]) == ["0"]  # strangers ignored
+    assert lumped["weighted_purity"] < 1.0

@@ -29,6 +29,7 @@ caps bind within minutes rather than over a simulated day, for every policy alik
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 import uuid
@@ -46,6 +47,8 @@ from tracker.sim.baselines import BASELINES, Baselines
 from tracker.sim.ground_truth import GroundTruth
 from tracker.sim.learning import LearningConfig, Track, summarise
 from tracker.sim.shoppers import SITE_ID, Crowd, Shopper
+
+log = logging.getLogger(__name__)
 
 # Settings that make learning visible within minutes instead of a production half hour: a 5 s
 # attribution window (the simulated clicks come within 2 s), a model published every 2 s or 250
@@ -108,6 +111,8 @@ class PipelineRun:
         self.outcomes: dict[str, int] = {}
         self.models: set[str] = set()
         self.retries = 0
+        # Visits that failed (an HTTP error, a timeout): counted as no banner, and reported.
+        self.failures: dict[str, int] = {}
 
     async def run(self, *, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
         config, pacing = self.config, self.pacing
@@ -148,9 +153,39 @@ class PipelineRun:
             "model_versions_served": len(self.models),
             "model": max(self.models) if self.models else None,
             "retries": self.retries,
+            "failures": self.failures,
         }
         types = ([t.name for t in self.truth.types], self.visitor_types)
         return summarise(config, self.tracks, extra=extra, visitor_types=types)
+
+    def segment_purity(self, segments: dict[str, int | None]) -> dict[str, Any]:
+        """How well the worker's segments match the hidden visitor types.
+
+        ``segments`` maps visitor id to the segment in their stored profile. For each segment:
+        its shoppers, and the share of the most common hidden type among them (1.0: the segment
+        is one type). In process the simulator assumes segment = type for 90 % of shoppers.
+        """
+        types = {s.visitor_id: s.vtype.name for s in self.crowd.shoppers}
+        members: dict[str, dict[str, int]] = {}
+        unsegmented = 0
+        for visitor_id, segment in segments.items():
+            if visitor_id not in types:
+                continue
+            if segment is None:
+                unsegmented += 1
+                continue
+            counts = members.setdefault(str(segment), {})
+            counts[types[visitor_id]] = counts.get(types[visitor_id], 0) + 1
+        by_segment = {
+            segment: {"shoppers": sum(c.values()), "top_type": max(c, key=c.__getitem__),
+                      "purity": round(max(c.values()) / sum(c.values()), 3)}
+            for segment, c in sorted(members.items())
+        }  # fmt: skip
+        segmented = sum(v["shoppers"] for v in by_segment.values())
+        purity = (
+            sum(v["purity"] * v["shoppers"] for v in by_segment.values()) / segmented if segmented else None
+        )
+        return {"by_segment": by_segment, "unsegmented": unsegmented, "weighted_purity": purity}
 
     def _show_baselines(self, step: int, shopper: Shopper, ctx: DecisionContext, now_ms: int) -> None:
         def truth_p(offer: Offer) -> float:
@@ -168,6 +203,17 @@ class PipelineRun:
     async def _visit(self, visit: _Visit, previous: asyncio.Task[None] | None) -> None:
         if previous is not None:
             await asyncio.gather(previous, return_exceptions=True)
+        try:
+            await self._browse_and_see(visit)
+        except (httpx.HTTPError, RuntimeError) as exc:
+            # Counted and reported, never silently missing from the curve: this visit showed nothing.
+            kind = type(exc).__name__
+            if not self.failures:
+                log.warning("a simulated visit failed: %r", exc)
+            self.failures[kind] = self.failures.get(kind, 0) + 1
+            self.ours.setdefault(visit.step, (0.0, False, False))
+
+    async def _browse_and_see(self, visit: _Visit) -> None:
         pacing, ctx, shopper = self.pacing, visit.ctx, visit.shopper
         await self._send(visit.events)
         await asyncio.sleep(pacing.offer_after_seconds)
