@@ -34,15 +34,13 @@ import json
 import sys
 import tempfile
 import time
-import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 from learning_curve import print_curve, print_summary
 
-from tracker.devstack.process import free_port
-from tracker.devstack.services import SERVICES, running_services
+from tracker.devstack.services import SERVICES, on_free_ports, running_services
 from tracker.devstack.stack import LocalStack
 from tracker.settings import Settings
 from tracker.sim.learning import LearningConfig
@@ -90,16 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     with ExitStack() as stack:
         local = stack.enter_context(LocalStack(settings=Settings(environment="development")))
-        settings = local.service_settings().model_copy(
-            update={
-                "collector_port": free_port(),
-                "api_port": free_port(),
-                "worker_web_port": free_port(),
-                "worker_app_id": f"learn-{uuid.uuid4().hex[:6]}",
-                **FAST_LEARNING,
-            }
-        )
-        overrides = dict(item.split("=", 1) for item in args.set)
+        settings = on_free_ports(local.service_settings(), app="learn")
+        overrides = FAST_LEARNING | dict(item.split("=", 1) for item in args.set)
         settings = Settings.model_validate(settings.model_dump() | overrides)  # validates --set values
         log_dir = Path(tempfile.mkdtemp(prefix="bench-learning-pipeline-"))
         stack.enter_context(running_services(SERVICES, settings, log_dir, echo=print))

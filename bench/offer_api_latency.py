@@ -326,22 +326,14 @@ def scrape(api_url: str) -> dict[str, float]:
 @contextmanager
 def full_stack() -> Iterator[tuple[str, str, int | None]]:
     """Kafka, Redis and every service as separate processes; yields (api_url, redis_url, api pid)."""
-    from tracker.devstack.process import free_port
-    from tracker.devstack.services import SERVICES, ServiceProcess
+    from tracker.devstack.services import SERVICES, ServiceProcess, on_free_ports
     from tracker.devstack.stack import LocalStack
     from tracker.settings import Settings
 
     log_dir = Path(tempfile.mkdtemp(prefix="bench-offer-api-"))
     with ExitStack() as stack:
         local = stack.enter_context(LocalStack(settings=Settings(environment="development")))
-        settings = local.service_settings().model_copy(
-            update={
-                "collector_port": free_port(),
-                "api_port": free_port(),
-                "worker_web_port": free_port(),
-                "worker_app_id": f"bench-{uuid.uuid4().hex[:6]}",
-            }
-        )
+        settings = on_free_ports(local.service_settings(), app="bench")
         api_pid = None
         for name in SERVICES:
             service = ServiceProcess(name, settings, log_dir)

@@ -29,8 +29,7 @@ from aiokafka import AIOKafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from tracker import keys
-from tracker.devstack.process import free_port
-from tracker.devstack.services import SERVICES, ServiceProcess
+from tracker.devstack.services import SERVICES, ServiceProcess, on_free_ports
 from tracker.devstack.stack import LocalStack
 from tracker.schema import ServerContext, TrackedEvent, parse_event, partition_key
 from tracker.settings import Settings
@@ -158,11 +157,8 @@ def main() -> None:
         admin.create_topics([NewTopic("bench-baseline", stack.settings.topic_partitions, 1)])
         admin.close()
 
-        settings = stack.service_settings().model_copy(
+        settings = on_free_ports(stack.service_settings()).model_copy(
             update={
-                "collector_port": free_port(),
-                "api_port": free_port(),
-                "worker_web_port": free_port(),
                 # The bench's site is registered nowhere, and all its clients share 127.0.0.0/24.
                 "allow_unregistered_sites": True,
                 "rate_limit_per_second": 0.0,

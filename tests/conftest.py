@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,17 @@ from tracker.settings import Settings
 class StackEndpoints:
     kafka_bootstrap: str
     redis_url: str
+
+    def service_settings(self, app: str, **overrides: Any) -> Settings:
+        """Settings for the product's services on this stack: free loopback ports, and a worker
+        app id of its own (``<app>-<random>``: its own consumer group, table and Redis keys, so
+        earlier tests' offsets and data do not matter)."""
+        from tracker.devstack.services import on_free_ports
+
+        base = Settings(
+            environment="test", kafka_bootstrap=self.kafka_bootstrap, redis_url=self.redis_url, **overrides
+        )
+        return on_free_ports(base, app=app)
 
 
 @pytest.fixture(scope="session")

@@ -32,18 +32,12 @@ BROWSING = ["/c/garden", "/p/garden-raised-bed", "/p/garden-seed-kit", "/p/garde
 def shop(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     shop_port = free_port()
     site = f"shop-{uuid.uuid4().hex[:8]}"
-    settings = Settings(
-        environment="test",
-        kafka_bootstrap=stack.kafka_bootstrap,
-        redis_url=stack.redis_url,
-        collector_port=free_port(),
-        api_port=free_port(),
-        worker_web_port=free_port(),
+    settings = stack.service_settings(
+        "shop",
         shop_port=shop_port,
         shop_site_id=site,
         sites=(SiteConfig(id=site, origins=[f"http://127.0.0.1:{shop_port}"]),),
         access_signing_key=uuid.uuid4().hex,
-        worker_app_id=f"shop-{uuid.uuid4().hex[:8]}",
         # The browser's visitor id is random: 1 in 20 would be in the default 5 % holdout and
         # rightly get the default banner. The holdout has tests of its own (test_serve_policy).
         holdout_percent=0,

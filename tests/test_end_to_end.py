@@ -18,7 +18,6 @@ import pytest
 import redis
 
 from tracker import keys
-from tracker.devstack.process import free_port
 from tracker.devstack.services import SERVICES, running_services
 from tracker.models.catalogue import load_catalogue
 from tracker.models.holdout import in_holdout
@@ -31,18 +30,8 @@ SLOT = "home-hero"
 
 @pytest.fixture(scope="module")
 def product(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    settings = Settings(
-        environment="test",
-        kafka_bootstrap=stack.kafka_bootstrap,
-        redis_url=stack.redis_url,
-        collector_port=free_port(),
-        api_port=free_port(),
-        worker_web_port=free_port(),
-        # A consumer group of its own, so earlier tests' offsets do not matter.
-        worker_app_id=f"e2e-{uuid.uuid4().hex[:8]}",
-        # Each test sends for its own random site id, registered nowhere.
-        allow_unregistered_sites=True,
-    )
+    # Each test sends for its own random site id, registered nowhere.
+    settings = stack.service_settings("e2e", allow_unregistered_sites=True)
     log_dir: Path = tmp_path_factory.mktemp("e2e-logs")
     with running_services(SERVICES, settings, log_dir, timeout=90):
         yield settings

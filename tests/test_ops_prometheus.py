@@ -37,14 +37,8 @@ WAIT_SECONDS = 60
 
 @pytest.fixture(scope="module")
 def services(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    settings = Settings(
-        environment="test",
-        kafka_bootstrap=stack.kafka_bootstrap,
-        redis_url=stack.redis_url,
-        collector_port=free_port(),
-        api_port=free_port(),
-        worker_web_port=free_port(),
-        worker_app_id=f"prom-{uuid.uuid4().hex[:8]}",
+    settings = stack.service_settings(
+        "prom",
         # A topic of its own: a new consumer group starts at the oldest event, and the shared
         # topic's history would delay this test's events behind everything earlier tests sent.
         topic_events=f"events-prom-{uuid.uuid4().hex[:8]}",

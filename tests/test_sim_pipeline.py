@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tracker.devstack.process import free_port
 from tracker.devstack.services import SERVICES, running_services
 from tracker.settings import Settings
 from tracker.sim.learning import LearningConfig
@@ -30,17 +28,7 @@ VISITS = 1_200
 
 @pytest.fixture(scope="module")
 def product(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    settings = Settings(
-        environment="test",
-        kafka_bootstrap=stack.kafka_bootstrap,
-        redis_url=stack.redis_url,
-        collector_port=free_port(),
-        api_port=free_port(),
-        worker_web_port=free_port(),
-        worker_app_id=f"simpipe-{uuid.uuid4().hex[:8]}",
-        allow_unregistered_sites=True,
-        **FAST_LEARNING,
-    )
+    settings = stack.service_settings("simpipe", allow_unregistered_sites=True, **FAST_LEARNING)
     log_dir: Path = tmp_path_factory.mktemp("sim-pipeline-logs")
     with running_services(SERVICES, settings, log_dir, timeout=90):
         yield settings

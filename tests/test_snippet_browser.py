@@ -101,16 +101,11 @@ def product(stack, web: StaticSite, tmp_path_factory: pytest.TempPathFactory) ->
     )
     catalogue_path = tmp_path_factory.mktemp("catalogue") / "catalogue.yaml"
     catalogue_path.write_text(yaml.safe_dump(catalogue, allow_unicode=True))
-    settings = Settings(
-        environment="test",
-        kafka_bootstrap=stack.kafka_bootstrap,
-        redis_url=stack.redis_url,
-        collector_port=free_port(),
-        api_port=free_port(),
+    # Its own worker app id: its own catalogue namespace in the shared Redis (the file seeds it).
+    settings = stack.service_settings(
+        "snip",
         sites=tuple(SiteConfig(id=site, origins=(web.origin,)) for site in site_ids),
         catalogue_path=catalogue_path,
-        # Its own catalogue namespace in the shared Redis (the file seeds it; others have theirs).
-        worker_app_id=f"snip-{uuid.uuid4().hex[:8]}",
         visitor_cookie_enabled=True,
         visitor_cookie_secure=False,  # the test pages are plain http
         retry_after_seconds=1,

@@ -11,12 +11,13 @@ import contextlib
 import json
 import os
 import sys
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import httpx
 
-from tracker.devstack.process import ManagedProcess
+from tracker.devstack.process import ManagedProcess, free_port
 from tracker.settings import Settings
 
 # In start-up order: the worker first so it is consuming before events arrive.
@@ -34,6 +35,20 @@ def settings_env(settings: Settings) -> dict[str, str]:
         # Lists and objects (e.g. TRACKER_SITES) are read back as JSON.
         env[f"TRACKER_{name.upper()}"] = json.dumps(value) if isinstance(value, list | dict) else str(value)
     return env
+
+
+def on_free_ports(settings: Settings, *, app: str | None = None) -> Settings:
+    """``settings`` with the collector, API and worker web ports on free loopback ports; with
+    ``app``, also a worker app id of its own (``<app>-<random>``: its own consumer group, table
+    and Redis keys), for benchmarks and tests sharing one Kafka and Redis."""
+    update: dict[str, object] = {
+        "collector_port": free_port(),
+        "api_port": free_port(),
+        "worker_web_port": free_port(),
+    }
+    if app is not None:
+        update["worker_app_id"] = f"{app}-{uuid.uuid4().hex[:8]}"
+    return settings.model_copy(update=update)
 
 
 def _http_ok(url: str) -> bool:

@@ -128,19 +128,20 @@ def click_through(previous: Snapshot | None, current: Snapshot) -> tuple[float |
     )
 
 
+def _seen(group: str, clicked: bool | None = None) -> Match:
+    """Rewards of offers the visitor saw, of one decision group (and clicked or not, if given)."""
+    return lambda labels: (
+        labels.get("group") == group
+        and labels.get("impressed") == "true"
+        and (clicked is None or labels.get("clicked") == str(clicked).lower())
+    )
+
+
 def ctr_by_group(current: Snapshot) -> dict[str, float | None]:
     """Click-through rate of seen offers per decision group, from the rewards emitted so far
     (a decision counts once its attribution window closed)."""
-
-    def seen(group: str, clicked: bool | None = None) -> Match:
-        return lambda labels: (
-            labels.get("group") == group
-            and labels.get("impressed") == "true"
-            and (clicked is None or labels.get("clicked") == str(clicked).lower())
-        )
-
     return {
-        group: ratio(total(current, REWARDS, seen(group, True)), total(current, REWARDS, seen(group)))
+        group: ratio(total(current, REWARDS, _seen(group, True)), total(current, REWARDS, _seen(group)))
         for group in GROUPS
     }
 
@@ -148,15 +149,7 @@ def ctr_by_group(current: Snapshot) -> dict[str, float | None]:
 def policy_seen(current: Snapshot) -> tuple[float | None, float | None]:
     """``(clicks, impressions)`` of the offers the learned policy chose and the visitor saw, from
     the rewards emitted so far (holdout excluded)."""
-
-    def seen(clicked: bool | None) -> Match:
-        return lambda labels: (
-            labels.get("group") == "policy"
-            and labels.get("impressed") == "true"
-            and (clicked is None or labels.get("clicked") == str(clicked).lower())
-        )
-
-    return total(current, REWARDS, seen(True)), total(current, REWARDS, seen(None))
+    return total(current, REWARDS, _seen("policy", True)), total(current, REWARDS, _seen("policy"))
 
 
 @dataclass

@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
 import time
 from collections.abc import Callable, Hashable
@@ -53,8 +52,8 @@ from redis.asyncio import Redis
 
 from tracker import keys
 from tracker.errors import CatalogueError
-from tracker.models.catalogue import Catalogue, load_catalogue, parse_catalogue
-from tracker.serve.snapshots import VersionedCache, catalogue_version
+from tracker.models.catalogue import Catalogue, parse_catalogue
+from tracker.serve.snapshots import VersionedCache, catalogue_version, file_stamp, load_with_version
 
 log = logging.getLogger(__name__)
 
@@ -318,15 +317,9 @@ class CatalogueStore:
         )
 
 
-def _stat_key(path: Path) -> Hashable:
-    stat = os.stat(path)
-    return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-
-
 def _read_file(path: Path) -> tuple[Hashable, Catalogue, str]:
-    stat = _stat_key(path)  # before the read: an edit made during it is seen at the next probe
-    catalogue = load_catalogue(path)
-    return stat, catalogue, catalogue_version(catalogue)
+    stat = file_stamp(path)  # before the read: an edit made during it is seen at the next probe
+    return (stat, *load_with_version(path))
 
 
 async def open_redis_catalogue_cache(
@@ -353,7 +346,7 @@ async def open_redis_catalogue_cache(
 
     async def check_file() -> None:
         try:
-            stat = await asyncio.to_thread(_stat_key, path)
+            stat = await asyncio.to_thread(file_stamp, path)
             if stat != file_seen["stat"]:
                 file_seen["stat"] = stat  # a broken edit is reported once, not at every probe
                 stat, catalogue, version = await asyncio.to_thread(_read_file, path)

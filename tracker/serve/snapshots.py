@@ -160,11 +160,10 @@ def file_catalogue_cache(
     """
 
     async def probe() -> Hashable:
-        stat = await asyncio.to_thread(os.stat, path)
-        return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        return await asyncio.to_thread(file_stamp, path)
 
     async def load(_: Hashable) -> tuple[Catalogue, str]:
-        return await asyncio.to_thread(_load_with_version, path)
+        return await asyncio.to_thread(load_with_version, path)
 
     return VersionedCache(
         "catalogue",
@@ -244,7 +243,14 @@ def redis_model_cache(
     )
 
 
-def _load_with_version(path: Path) -> tuple[Catalogue, str]:
+def file_stamp(path: Path) -> Hashable:
+    """What tells a changed file: mtime, size and inode (blocking: call it in a thread)."""
+    stat = os.stat(path)
+    return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+
+
+def load_with_version(path: Path) -> tuple[Catalogue, str]:
+    """The catalogue of a file and its content version (blocking: call it in a thread)."""
     catalogue = load_catalogue(path)
     return catalogue, catalogue_version(catalogue)
 
