@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CollectorRegistry
 from starlette.responses import Response
+from starlette.routing import Route
 
 from tracker import __version__
 from tracker.collect import events, openapi, ops, pixel, snippet
@@ -90,6 +91,10 @@ def create_app(
     )
     app.add_middleware(SiteCorsMiddleware, sites=sites, max_age=settings.cors_max_age_seconds)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    # The hot route, served by Starlette directly: FastAPI's request handling (dependency
+    # solving, body and response wrapping) is a fifth of a request's CPU, and this route uses
+    # none of it. The FastAPI route stays for the OpenAPI document only.
+    app.router.routes.insert(0, Route("/v1/events", events.post_events, methods=["POST"]))
     app.include_router(events.router)
     app.include_router(pixel.router)
     app.include_router(snippet.router)

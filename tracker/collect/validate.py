@@ -18,7 +18,6 @@ import pydantic
 
 from tracker.errors import BatchTooLargeError, InvalidBatchError, MalformedBatchError
 from tracker.schema import (
-    EVENT_ADAPTER,
     SCHEMA_VERSION,
     BatchConsent,
     DeadLetter,
@@ -27,6 +26,7 @@ from tracker.schema import (
     EventType,
     ServerContext,
     TrackedEvent,
+    event_json,
     parse_event,
     partition_key,
 )
@@ -233,7 +233,7 @@ def to_records(split: SplitBatch, *, topic_events: str, topic_dlq: str) -> list[
         Record(
             topic_events,
             partition_key(event.site_id, event.visitor_id),
-            head + EVENT_ADAPTER.dump_json(event) + tail,
+            head + event_json(event) + tail,
         )
         for event in split.events
     ]
