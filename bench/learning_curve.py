@@ -104,7 +104,7 @@ def print_summary(reports: list[dict[str, Any]], seconds: list[float]) -> None:
     print(
         f"{'seed':>5} {'ours':>7} {'random':>7} {'popular':>7} {'rules':>7} {'oracle':>7} "
         f"{'x random':>8} {'/oracle':>8} {'/oracle+holdout':>15} {'drift: low':>10} {'recover':>8} "
-        f"{'lift':>6} {'restarts':>8} {'seconds':>7}"
+        f"{'lift':>6} {'restarts':>8} {'purity':>6} {'seconds':>7}"
     )
     for report, secs in zip(reports, seconds, strict=True):
         cp = report["checkpoint"]
@@ -119,7 +119,8 @@ def print_summary(reports: list[dict[str, Any]], seconds: list[float]) -> None:
             f"{ctr['rules']:>7.4f} {ctr['oracle']:>7.4f} {cp['vs_random']:>8.2f} {cp['vs_oracle']:>8.3f} "
             f"{cp['with_holdout_vs_oracle']:>15.3f} {_fmt(low, '.2f'):>10} {_fmt(recover, ','):>8} "
             f"{_fmt(report['lift']['expected_lift'], '+.0%'):>6} "
-            f"{_fmt(report.get('exploration_restarts'), 'g'):>8} {secs:>7.1f}"
+            f"{_fmt(report.get('exploration_restarts'), 'g'):>8} {_fmt(_purity(report), '.3f'):>6} "
+            f"{secs:>7.1f}"
         )
     if len(reports) > 1:
         vs_random = [r["checkpoint"]["vs_random"] for r in reports]
@@ -127,6 +128,9 @@ def print_summary(reports: list[dict[str, Any]], seconds: list[float]) -> None:
         recovered = [r["drift"]["impressions_to_recover"] for r in reports if r.get("drift")]
         done = [r for r in recovered if r is not None]
         after = f", after {statistics.mean(done):,.0f} impressions on average" if done else ""
+        purities = [p for p in map(_purity, reports) if p is not None]
+        if purities:
+            print(f"segment purity against the hidden types: mean {statistics.mean(purities):.3f}")
         print(
             f"mean x random {statistics.mean(vs_random):.2f} (min {min(vs_random):.2f}); "
             f"mean /oracle {statistics.mean(vs_oracle):.3f} (min {min(vs_oracle):.3f}); "
@@ -136,6 +140,11 @@ def print_summary(reports: list[dict[str, Any]], seconds: list[float]) -> None:
         "goal: after 20,000 impressions at least 2x random and at least 80 % of the oracle; "
         "recover after a drift"
     )
+
+
+def _purity(report: dict[str, Any]) -> float | None:
+    """The weighted purity of the simulated worker's segments against the hidden types."""
+    return (report.get("segments") or {}).get("weighted_purity")
 
 
 def _fmt(value: float | int | None, spec: str) -> str:

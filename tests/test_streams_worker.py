@@ -28,6 +28,7 @@ from streams_support import (
 )
 
 from tracker import keys
+from tracker.models.segments import SNAPSHOT_SCHEMA
 from tracker.schema import ErasureRequest, TrackedEvent, partition_key
 from tracker.settings import Settings
 
@@ -263,7 +264,7 @@ def test_segments_are_learned_by_one_owner_and_assigned(
             )
         )
         model = orjson.loads(client.get(keys.segments_model(settings.worker_app_id, version)))
-        assert model["schema"] == 1 and len(model["centroids"]) == settings.segment_clusters
+        assert model["schema"] == SNAPSHOT_SCHEMA and len(model["centroids"]) == settings.segment_clusters
         ids = {int(c) for c in model["centroids"]}
 
         def segmented():

@@ -49,7 +49,7 @@ from tracker.models.rewards import AttributionConfig, Feedback, VisitorRewards
 from tracker.models.trainer import Trainer
 from tracker.sim.baselines import BASELINES, Baselines
 from tracker.sim.ground_truth import GroundTruth
-from tracker.sim.shoppers import SITE_ID, Crowd, Shopper
+from tracker.sim.shoppers import SITE_ID, Crowd, Shopper, segment_purity
 
 START_MS = 1_763_900_000_000
 POLICIES = ("ours", *BASELINES)
@@ -224,6 +224,8 @@ def run_learning(config: LearningConfig, *, progress: Callable[[int], None] | No
         "snapshots_published": ours.snapshots,
         "model": ours.serving.version,
         "exploration_restarts": ours.trainer.restarts,
+        # The simulated worker's segments (tracker.sim.shoppers) against the hidden types.
+        "segments": segment_purity(crowd.shoppers, {s.visitor_id: s.profile.segment for s in crowd.shoppers}),
     }
     types = ([t.name for t in truth.types], visitor_types)
     return summarise(config, tracks, extra=extra, visitor_types=types)

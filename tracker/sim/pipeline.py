@@ -46,7 +46,7 @@ from tracker.settings import Settings
 from tracker.sim.baselines import BASELINES, Baselines
 from tracker.sim.ground_truth import GroundTruth
 from tracker.sim.learning import LearningConfig, Track, summarise
-from tracker.sim.shoppers import SITE_ID, Crowd, Shopper
+from tracker.sim.shoppers import SITE_ID, Crowd, Shopper, segment_purity
 
 log = logging.getLogger(__name__)
 
@@ -159,33 +159,9 @@ class PipelineRun:
         return summarise(config, self.tracks, extra=extra, visitor_types=types)
 
     def segment_purity(self, segments: dict[str, int | None]) -> dict[str, Any]:
-        """How well the worker's segments match the hidden visitor types.
-
-        ``segments`` maps visitor id to the segment in their stored profile. For each segment:
-        its shoppers, and the share of the most common hidden type among them (1.0: the segment
-        is one type). In process the simulator assumes segment = type for 90 % of shoppers.
-        """
-        types = {s.visitor_id: s.vtype.name for s in self.crowd.shoppers}
-        members: dict[str, dict[str, int]] = {}
-        unsegmented = 0
-        for visitor_id, segment in segments.items():
-            if visitor_id not in types:
-                continue
-            if segment is None:
-                unsegmented += 1
-                continue
-            counts = members.setdefault(str(segment), {})
-            counts[types[visitor_id]] = counts.get(types[visitor_id], 0) + 1
-        by_segment = {
-            segment: {"shoppers": sum(c.values()), "top_type": max(c, key=c.__getitem__),
-                      "purity": round(max(c.values()) / sum(c.values()), 3)}
-            for segment, c in sorted(members.items())
-        }  # fmt: skip
-        segmented = sum(v["shoppers"] for v in by_segment.values())
-        purity = (
-            sum(v["purity"] * v["shoppers"] for v in by_segment.values()) / segmented if segmented else None
-        )
-        return {"by_segment": by_segment, "unsegmented": unsegmented, "weighted_purity": purity}
+        """How well the worker's segments (visitor id to the segment in their stored profile)
+        match the hidden visitor types: :func:`tracker.sim.shoppers.segment_purity`."""
+        return segment_purity(self.crowd.shoppers, segments)
 
     def _show_baselines(self, step: int, shopper: Shopper, ctx: DecisionContext, now_ms: int) -> None:
         def truth_p(offer: Offer) -> float:

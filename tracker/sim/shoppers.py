@@ -7,10 +7,15 @@ folded into a real :class:`~tracker.models.profile.Profile` by
 does; then the page asks for an offer with the
 :class:`~tracker.models.features.DecisionContext` the offer API would build.
 
-The segment a shopper falls in is their type's, once their profile holds
-``SEGMENT_AFTER_EVENTS`` events (clustering needs data), except for a
-``MISSEGMENTED`` share of shoppers who land in a wrong one: segments are
-useful, not perfect.
+The segment a shopper falls in is the one the stream worker would give them:
+as the worker does (:mod:`tracker.streams.segments`, at the default settings),
+a :class:`~tracker.models.segments.SegmentLearner` learns from one profile
+update in ``segment_sample_every``, its snapshot is published every
+``segment_publish_seconds`` (of simulated time), and each profile is assigned
+to the nearest centroid of the current snapshot with
+:func:`~tracker.models.segments.assign` (no segment before the first
+snapshot). Nothing tells the clustering the hidden types:
+:func:`segment_purity` measures how well it finds them.
 
 >>> import random
 >>> from tracker.models.catalogue import load_catalogue
@@ -27,16 +32,25 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from tracker.models.features import DecisionContext, context_from_profile
 from tracker.models.profile import Profile, apply_event
+from tracker.models.segments import SegmentLearner, assign, profile_features
 from tracker.schema import parse_event
+from tracker.settings import Settings
 from tracker.sim.ground_truth import GroundTruth, VisitorType
 
 SITE_ID = "demo"
-SEGMENT_AFTER_EVENTS = 4
-MISSEGMENTED = 0.1
+# The worker's segment learner, at the default settings (its seed and halflife are the
+# learner host's: tracker.streams.segments).
+SEGMENT_CLUSTERS: int = Settings.model_fields["segment_clusters"].default
+SEGMENT_SAMPLE_EVERY: int = Settings.model_fields["segment_sample_every"].default
+SEGMENT_PUBLISH_MS = int(Settings.model_fields["segment_publish_seconds"].default * 1000)
+SEGMENT_HALFLIFE = 0.05
+SEGMENT_SEED = 42
 SESSION_GAP_MS = 30 * 60 * 1000
 HALF_LIFE_SECONDS = 3 * 24 * 3600.0
 PRODUCTS_PER_CATEGORY = 12
@@ -49,7 +63,6 @@ class Shopper:
     visitor_id: str
     vtype: VisitorType
     device: str
-    segment: int
     profile: Profile
     session_id: str = ""
     last_at: int = 0
@@ -85,6 +98,13 @@ class Crowd:
         self._categories = sorted({t.favourite for t in truth.types})
         # The raw events of the latest visit, for drivers that send them to a real collector.
         self.last_events: list[dict[str, object]] = []
+        # The segment learner and its latest published snapshot, as in the stream worker.
+        self.segments = SegmentLearner(
+            clusters=SEGMENT_CLUSTERS, halflife=SEGMENT_HALFLIFE, seed=SEGMENT_SEED
+        )
+        self.segment_snapshot: dict[str, Any] | None = None
+        self._published_at = 0
+        self._published_samples = 0
 
     def next_visit(self, now_ms: int) -> tuple[Shopper, DecisionContext]:
         """A shopper browses a little at ``now_ms``; return them and the context of their page."""
@@ -104,9 +124,13 @@ class Crowd:
         page_type, category, path = "home", None, "/"
         for _ in range(rng.randint(1, 3)):
             page_type, category, path = self._browse(shopper, now_ms)
-        # What the stream worker would have set: the segment, once clustering has enough data.
+        # What the stream worker would have set: the segment in the current snapshot.
         profile = shopper.profile
-        profile.segment = shopper.segment if profile.events_seen >= SEGMENT_AFTER_EVENTS else None
+        self._publish_segments(now_ms)
+        snapshot = self.segment_snapshot
+        if snapshot is not None:
+            profile.segment = assign(snapshot, profile_features(profile))
+            profile.segment_version = snapshot["version"]
         return shopper, context_from_profile(
             profile,
             now_ms=now_ms,
@@ -118,15 +142,24 @@ class Crowd:
             cart_value=shopper.cart_value,
         )
 
+    def _publish_segments(self, now_ms: int) -> None:
+        """Publish the learner's snapshot every ``SEGMENT_PUBLISH_MS``, if it learned meanwhile."""
+        if now_ms - self._published_at < SEGMENT_PUBLISH_MS:
+            return
+        self._published_at = now_ms
+        learner = self.segments
+        if learner.samples == self._published_samples:
+            return
+        version = 1 if self.segment_snapshot is None else self.segment_snapshot["version"] + 1
+        self.segment_snapshot = learner.snapshot(version=version, created_at=now_ms)
+        self._published_samples = learner.samples
+
     def _new_shopper(self) -> Shopper:
         rng = self.rng
         vtype = rng.choice(self.truth.types)
         visitor_id = f"sim-{rng.getrandbits(64):016x}"
-        segment = vtype.segment
-        if rng.random() < MISSEGMENTED:
-            segment = rng.choice([t.segment for t in self.truth.types if t.segment != vtype.segment])
         device = "mobile" if rng.random() < vtype.mobile_share else "desktop"
-        shopper = Shopper(visitor_id, vtype, device, segment, Profile.new(SITE_ID, visitor_id))
+        shopper = Shopper(visitor_id, vtype, device, Profile.new(SITE_ID, visitor_id))
         self.shoppers.append(shopper)
         if len(self.shoppers) > self.max_shoppers:
             del self.shoppers[0]
@@ -181,5 +214,46 @@ class Crowd:
             half_life_seconds=HALF_LIFE_SECONDS,
             dedupe_window=8,
         )
+        if shopper.profile.events_seen % SEGMENT_SAMPLE_EVERY == 0:
+            self.segments.learn(profile_features(shopper.profile))
         shopper.session_views += 1
         return page_type, category, path
+
+
+def segment_purity(shoppers: Iterable[Shopper], segments: Mapping[str, int | None]) -> dict[str, Any]:
+    """How well segments match the hidden visitor types of ``shoppers``.
+
+    ``segments`` maps visitor id to a segment (visitors not among ``shoppers`` are ignored). For
+    each segment: its shoppers, its most common hidden type and that type's share (1.0: the
+    segment is one type); ``weighted_purity`` is the mean share weighted by shoppers.
+
+    >>> from tracker.sim.ground_truth import VisitorType
+    >>> a, b = (VisitorType(name, i, name, "x", 0.5) for i, name in enumerate(("a", "b")))
+    >>> crowd = [Shopper(f"v{i}", t, "mobile", Profile.new(SITE_ID, f"v{i}"))
+    ...          for i, t in enumerate((a, a, b, b))]
+    >>> segment_purity(crowd, {"v0": 0, "v1": 0, "v2": 0, "v3": None})["weighted_purity"]
+    0.667
+    """
+    types = {s.visitor_id: s.vtype.name for s in shoppers}
+    members: dict[str, dict[str, int]] = {}
+    unsegmented = 0
+    for visitor_id, segment in segments.items():
+        if visitor_id not in types:
+            continue
+        if segment is None:
+            unsegmented += 1
+            continue
+        counts = members.setdefault(str(segment), {})
+        counts[types[visitor_id]] = counts.get(types[visitor_id], 0) + 1
+    by_segment = {
+        segment: {"shoppers": sum(c.values()), "top_type": max(c, key=c.__getitem__),
+                  "purity": round(max(c.values()) / sum(c.values()), 3)}
+        for segment, c in sorted(members.items())
+    }  # fmt: skip
+    segmented = sum(v["shoppers"] for v in by_segment.values())
+    purity = (
+        round(sum(v["purity"] * v["shoppers"] for v in by_segment.values()) / segmented, 3)
+        if segmented
+        else None
+    )
+    return {"by_segment": by_segment, "unsegmented": unsegmented, "weighted_purity": purity}

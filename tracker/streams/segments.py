@@ -8,10 +8,14 @@ leaves (resuming from the last published snapshot). No leader election of our
 own, and River's model, which is not thread-safe, has one owner.
 
 **Publication.** Every ``TRACKER_SEGMENT_PUBLISH_SECONDS`` the learner writes
-the snapshot (plain JSON, ``schema`` 1) under a new versioned key, then swaps
-the pointer ``trk:v1:segments:{<app id>}:current`` to that version in the same
-MULTI (one hash tag, one slot). Readers follow the pointer and read an
-immutable snapshot; old versions expire after a day.
+the snapshot (plain JSON, ``schema``
+:data:`~tracker.models.segments.SNAPSHOT_SCHEMA`) under a new versioned key,
+then swaps the pointer ``trk:v1:segments:{<app id>}:current`` to that version
+in the same MULTI (one hash tag, one slot). Readers follow the pointer and read
+an immutable snapshot; old versions expire after a day. A snapshot of another
+schema (written before an upgrade) is ignored: the learner starts afresh and
+numbers its versions on from it, and workers assign no new segments until it
+publishes.
 """
 
 from __future__ import annotations
@@ -75,6 +79,9 @@ class LearnerHost:
                 )
             else:
                 self.learner = SegmentLearner(clusters=clusters, halflife=HALFLIFE, seed=SEED)
+                if current is not None:
+                    # A snapshot of an older schema (ignored): learn afresh, number on from it.
+                    self.version = int(current)
         return self.learner
 
     def forget(self) -> None:
