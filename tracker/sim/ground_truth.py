@@ -55,10 +55,9 @@ MOBILE_FACTOR = 0.8
 
 @dataclass(frozen=True, slots=True)
 class VisitorType:
-    """A kind of shopper: what they browse (observable) and which segment they fall in."""
+    """A kind of shopper: what they browse (observable; their segment is learned from it)."""
 
     name: str
-    segment: int
     favourite: str
     second: str
     mobile_share: float
@@ -81,12 +80,11 @@ class GroundTruth:
             )
         rng = random.Random(seed)
         self.types: list[VisitorType] = []
-        for index, favourite in enumerate(categories):
+        for favourite in categories:
             others = [c for c in categories if c != favourite]
             self.types.append(
                 VisitorType(
                     name=f"{favourite}-lover",
-                    segment=index,
                     favourite=favourite,
                     second=rng.choice(others),
                     mobile_share=round(rng.uniform(0.3, 0.7), 2),
