@@ -228,7 +228,7 @@ def segment_purity(shoppers: Iterable[Shopper], segments: Mapping[str, int | Non
     segment is one type); ``weighted_purity`` is the mean share weighted by shoppers.
 
     >>> from tracker.sim.ground_truth import VisitorType
-    >>> a, b = (VisitorType(name, i, name, "x", 0.5) for i, name in enumerate(("a", "b")))
+    >>> a, b = (VisitorType(name, name, "x", 0.5) for name in ("a", "b"))
     >>> crowd = [Shopper(f"v{i}", t, "mobile", Profile.new(SITE_ID, f"v{i}"))
     ...          for i, t in enumerate((a, a, b, b))]
     >>> segment_purity(crowd, {"v0": 0, "v1": 0, "v2": 0, "v3": None})["weighted_purity"]
