@@ -159,6 +159,11 @@ class Profile:
         """Each category's interest decayed to ``now_ms``, strongest first."""
         return _decayed(self.interests, now_ms, half_life_seconds)
 
+    def interest_items_at(self, now_ms: int, *, half_life_seconds: float) -> list[tuple[str, float]]:
+        """``(category, interest decayed to now_ms)``, strongest first: :meth:`interests_at`
+        without building the dict (for callers on the worker's per-profile path)."""
+        return _decayed_items(self.interests, now_ms, half_life_seconds)
+
     def products_at(self, now_ms: int, *, half_life_seconds: float) -> dict[str, float]:
         """Each product's interest decayed to ``now_ms``, strongest first."""
         return _decayed(self.products, now_ms, half_life_seconds)

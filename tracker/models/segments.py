@@ -34,7 +34,6 @@ import random
 from collections.abc import Mapping
 from itertools import repeat
 from math import dist
-from operator import itemgetter
 from typing import Any
 
 from river import cluster
@@ -69,8 +68,7 @@ INTEREST_SCALE = 3.0
 # Interest features this faint in every centroid are dropped from the learner's model.
 PRUNE_BELOW = 0.005
 # Interest is decayed with the default half-life (the features must not depend on settings).
-_HALF_LIFE_MS = ProfileConfig().half_life_seconds * 1000.0
-_FIRST = itemgetter(0)
+_HALF_LIFE_SECONDS = ProfileConfig().half_life_seconds
 
 
 def profile_features(profile: Profile) -> dict[str, float]:
@@ -99,18 +97,11 @@ def profile_features(profile: Profile) -> dict[str, float]:
         "breadth": math.log1p(len(profile.interests)),
     }
     if profile.interests:
-        # Decayed to the last event (profile.interests_at, without building and sorting a dict:
-        # this runs for every changed profile of every batch).
-        now = profile.last_seen
-        scores = [
-            (i.score if now <= i.at else i.score * 2.0 ** ((i.at - now) / _HALF_LIFE_MS), category)
-            for category, i in profile.interests.items()
-        ]
-        total = sum(score for score, _ in scores)
+        scores = profile.interest_items_at(profile.last_seen, half_life_seconds=_HALF_LIFE_SECONDS)
+        total = sum(score for _, score in scores)
         if total > 0:
             scale = INTEREST_SCALE / total
-            scores.sort(key=_FIRST, reverse=True)  # stable: equal scores keep their order
-            for score, category in scores[:TOP_INTERESTS]:
+            for category, score in scores[:TOP_INTERESTS]:
                 features[INTEREST_PREFIX + category] = score * scale
     return features
 
