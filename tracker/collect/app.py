@@ -25,6 +25,7 @@ from tracker.collect.server import serve
 from tracker.collect.sites import SiteRegistry
 from tracker.collect.useragent import warm_up
 from tracker.collect.validate import MAX_ERRORS_PER_EVENT
+from tracker.heap import settle_heap
 from tracker.settings import Settings, get_settings
 
 __all__ = ["create_app", "serve"]
@@ -36,11 +37,14 @@ def create_app(
     producer: BatchProducer | None = None,
     registry: CollectorRegistry | None = None,
     sites: SiteRegistry | None = None,
+    settle_gc: bool = False,
 ) -> FastAPI:
     """A collector app. Its producer starts connecting when the app starts, without
     blocking startup: until Kafka answers, ``POST /v1/events`` gets 503 and ``/readyz`` 503.
     Each app has its own metrics registry unless ``registry`` is given. The site registry
-    is read from ``settings`` now, so a broken sites file stops start-up with its reason."""
+    is read from ``settings`` now, so a broken sites file stops start-up with its reason.
+    ``settle_gc`` (for a process that runs one app) tunes the garbage collector once started
+    (:func:`tracker.heap.settle_heap`)."""
     settings = settings if settings is not None else get_settings()
     producer = producer if producer is not None else KafkaBatchProducer(settings)
     sites = sites if sites is not None else SiteRegistry.from_settings(settings)
@@ -67,6 +71,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         warm_up()
         await producer.start()
+        if settle_gc:
+            settle_heap()
         try:
             yield
         finally:

@@ -120,4 +120,4 @@ def serve(settings: Settings) -> None:
     """Run the collector on ``collector_host:collector_port`` until SIGTERM or Ctrl-C."""
     from tracker.collect.app import create_app
 
-    uvicorn.Server(uvicorn_config(create_app(settings), settings)).run()
+    uvicorn.Server(uvicorn_config(create_app(settings, settle_gc=True), settings)).run()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +18,7 @@ from tracker import __version__
 from tracker.collect.cors import SiteCorsMiddleware
 from tracker.collect.sites import SiteRegistry
 from tracker.errors import CatalogueError
+from tracker.heap import settle_heap
 from tracker.models.catalogue import Catalogue
 from tracker.models.learner import ClickModel, SnapshotError
 from tracker.serve import admin_offers, offers, ops, privacy
@@ -52,12 +52,12 @@ def create_app(
     settings: Settings | None = None,
     *,
     catalogue: Catalogue | None = None,
-    freeze_gc: bool = False,
+    settle_gc: bool = False,
     fast_path: bool = True,
 ) -> FastAPI:
     """Build the offer API. ``catalogue`` replaces the file at ``settings.catalogue_path``
-    (and then never reloads). ``freeze_gc`` (for a process that runs one app) moves
-    everything built at start-up out of the garbage collector's sight. ``fast_path=False``
+    (and then never reloads). ``settle_gc`` (for a process that runs one app) tunes the
+    garbage collector once started (:func:`tracker.heap.settle_heap`). ``fast_path=False``
     leaves ``GET /v1/offers`` to its FastAPI route (tests compare the two).
 
     Nothing connects until the lifespan starts; an invalid catalogue stops the
@@ -134,11 +134,8 @@ def create_app(
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             async with asyncio.timeout(settings.redis_timeout_seconds):
                 await redis.ping()
-        if freeze_gc:
-            # Start-up objects live as long as the process: keep the cyclic GC from scanning them
-            # on every full collection (shorter pauses on the request path).
-            gc.collect()
-            gc.freeze()
+        if settle_gc:
+            settle_heap()  # shorter, rarer GC pauses on the request path (tracker/heap.py)
         try:
             yield
         finally:
@@ -184,7 +181,7 @@ def create_app(
 def uvicorn_config(settings: Settings) -> uvicorn.Config:
     """How the offer API runs: uvloop and httptools (the fast C implementations), no access log."""
     return uvicorn.Config(
-        create_app(settings, freeze_gc=True),
+        create_app(settings, settle_gc=True),
         host=settings.api_host,
         port=settings.api_port,
         loop="uvloop",
