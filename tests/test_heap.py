@@ -9,7 +9,7 @@ from tracker.heap import YOUNG_THRESHOLD, settle_heap
 
 def test_settle_heap_freezes_start_up_objects_and_raises_the_young_threshold() -> None:
     before = gc.get_threshold()
-    start_up_object = {"built": "at start-up"}
+    start_up_object: list[list[str]] = [["built at start-up"]]  # a container the GC tracks
     try:
         settle_heap()
         assert gc.get_freeze_count() > 0
