@@ -1,8 +1,8 @@
 """KafkaBatchProducer's own logic, with a stand-in for librdkafka's producer (no Kafka needed).
 
 The stand-in behaves like the real client where it matters: records are queued by
-``produce`` and their delivery reports arrive later, from ``poll`` on the producer's
-own poller thread.
+``produce`` and their delivery reports arrive later, from ``poll`` (which the producer
+calls on the event loop).
 """
 
 from __future__ import annotations
@@ -60,6 +60,10 @@ class StandIn:
         if not ready:
             threading.Event().wait(timeout)
         return len(ready)
+
+    def __len__(self) -> int:
+        with self.lock:
+            return len(self.queued)
 
     def flush(self, timeout: float) -> int:
         self.flushed = True

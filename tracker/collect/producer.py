@@ -3,8 +3,11 @@
 Why librdkafka and not aiokafka here: the collector's cost is per event, and aiokafka's
 pure-Python ``send`` costs ~40 us of CPU per message against ~4 us for librdkafka
 (measured on this project's 2-core machine, docs/BENCHMARKS.md). The asyncio bridge is
-small: records are handed to librdkafka's queue, a poller thread serves the delivery
-reports, and the last report of a batch resolves one asyncio future on the event loop.
+small: records are handed to librdkafka's queue, and a task on the event loop polls for
+delivery reports, every millisecond while records wait for them; the last report of a batch
+resolves its asyncio future. (A poller thread did this before: each delivery callback then had
+to win the GIL from the busy event loop, which added milliseconds per batch under load, and
+woke the loop through its self-pipe once per batch.)
 
 The collector must start, and answer 503, while Kafka is down: :meth:`KafkaBatchProducer.start`
 only launches a background task that fetches metadata until the cluster answers. Every
@@ -18,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -30,8 +32,11 @@ from tracker.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# How often the poller thread wakes up when nothing happens (delivery reports wake it at once).
-POLL_SECONDS = 0.05
+# Delivery reports are polled this often while records wait for them: the event loop's timer
+# resolution (uvloop's is a millisecond; a shorter wait would spin).
+POLL_BUSY_SECONDS = 0.001
+# ...and this often when nothing waits (error callbacks: "all brokers down" for /readyz).
+POLL_IDLE_SECONDS = 0.05
 
 
 class ProducerClient(Protocol):
@@ -44,6 +49,8 @@ class ProducerClient(Protocol):
     def poll(self, timeout: float) -> int: ...
 
     def flush(self, timeout: float) -> int: ...
+
+    def __len__(self) -> int: ...
 
     def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any: ...
 
@@ -64,26 +71,21 @@ class BatchProducer(Protocol):
 
 
 class _Pending:
-    """One batch's outstanding acknowledgements. Delivery reports arrive on the poller
-    thread, the only one that decrements ``remaining``; the last one wakes the loop once."""
+    """One batch's outstanding acknowledgements. Delivery reports arrive from ``poll`` on
+    the event loop; the last one resolves the future."""
 
-    __slots__ = ("error", "future", "loop", "remaining")
+    __slots__ = ("error", "future", "remaining")
 
     def __init__(self, count: int, loop: asyncio.AbstractEventLoop) -> None:
         self.remaining = count
         self.error: KafkaError | None = None
-        self.loop = loop
         self.future: asyncio.Future[KafkaError | None] = loop.create_future()
 
     def delivered(self, error: KafkaError | None, _message: Any) -> None:
         if error is not None and self.error is None:
             self.error = error
         self.remaining -= 1
-        if self.remaining == 0:
-            self.loop.call_soon_threadsafe(self._resolve)
-
-    def _resolve(self) -> None:
-        if not self.future.done():  # the request may have given up (timeout) already
+        if self.remaining == 0 and not self.future.done():  # the request may have given up already
             self.future.set_result(self.error)
 
 
@@ -108,12 +110,12 @@ class KafkaBatchProducer:
         self.client_id = client_id
         self.reconnect_initial_seconds = reconnect_initial_seconds
         self.reconnect_max_seconds = reconnect_max_seconds
-        self.client_factory = client_factory or Producer
+        self.client_factory = Producer if client_factory is None else client_factory
         self._client: ProducerClient | None = None
         self._connected: asyncio.Event | None = None
         self._connect_task: asyncio.Task[None] | None = None
-        self._poller: threading.Thread | None = None
-        self._polling = threading.Event()
+        self._poll_task: asyncio.Task[None] | None = None
+        self._records_waiting = asyncio.Event()
         self._brokers_down = False
 
     @property
@@ -150,9 +152,7 @@ class KafkaBatchProducer:
             return
         self._client = self.client_factory(self.client_config())
         self._connected = asyncio.Event()
-        self._polling.set()
-        self._poller = threading.Thread(target=self._poll_forever, name="kafka-delivery", daemon=True)
-        self._poller.start()
+        self._poll_task = asyncio.create_task(self._poll_forever(), name="kafka-delivery-reports")
         self._connect_task = asyncio.create_task(self._connect_forever(), name="kafka-connect")
 
     async def stop(self) -> None:
@@ -162,14 +162,21 @@ class KafkaBatchProducer:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        # One thread serves delivery reports at a time: the poller stops before flush() polls.
-        self._polling.clear()
-        poller, self._poller = self._poller, None
+        poller, self._poll_task = self._poll_task, None
         if poller is not None:
-            await asyncio.to_thread(poller.join)
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
         client, self._client = self._client, None
         if client is not None:
-            left = await asyncio.to_thread(client.flush, self.settings.produce_timeout_seconds)
+            # Delivery reports keep being served on the loop (their futures live here) until
+            # everything is acknowledged or the produce timeout passes.
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.settings.produce_timeout_seconds
+            while len(client) and loop.time() < deadline:
+                client.poll(0)
+                await asyncio.sleep(POLL_BUSY_SECONDS)
+            left = client.flush(0)
             if left:
                 log.warning("%d record(s) not acknowledged by Kafka at shutdown", left)
 
@@ -206,6 +213,8 @@ class KafkaBatchProducer:
                     raise DeliveryError("The Kafka producer's local queue is full; retry later") from None
                 except KafkaException as exc:
                     raise DeliveryError(f"Kafka refused the write: {exc.args[0]}") from None
+                finally:
+                    self._records_waiting.set()  # wake the poller for what was queued
                 error = await pending.future
         except TimeoutError:
             if self._connected is None or not self._connected.is_set():
@@ -226,14 +235,23 @@ class KafkaBatchProducer:
         await self._connected.wait()
         return self._client
 
-    def _poll_forever(self) -> None:
+    async def _poll_forever(self) -> None:
+        """Serve delivery reports (and error callbacks) on the loop: every millisecond while
+        records wait for acknowledgement, else whenever a batch is queued or 50 ms passed."""
         client = self._client
         assert client is not None
-        while self._polling.is_set():
-            client.poll(POLL_SECONDS)
+        while True:
+            client.poll(0)
+            if len(client):
+                await asyncio.sleep(POLL_BUSY_SECONDS)
+                continue
+            self._records_waiting.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(POLL_IDLE_SECONDS):
+                    await self._records_waiting.wait()
 
     def _on_error(self, error: KafkaError) -> None:
-        # Called from librdkafka's poll (the poller thread); a flag read on the loop is enough.
+        # Called from librdkafka's poll, on the event loop.
         # librdkafka retries by itself and reports every failed attempt: warn once per outage.
         if error.code() == KafkaError._ALL_BROKERS_DOWN:
             if not self._brokers_down:
