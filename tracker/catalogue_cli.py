@@ -125,13 +125,13 @@ def _change(mutate: Callable[[Catalogue], Catalogue]) -> None:
 
 
 def _run(settings: Settings, action: Callable[[CatalogueStore], Any]) -> Any:
-    from redis.asyncio import Redis
     from redis.exceptions import RedisError
 
+    from tracker.redisconn import background_client
     from tracker.serve.catalogue_store import CatalogueConflict, CatalogueStore
 
     async def run() -> Any:
-        redis = Redis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
+        redis = background_client(settings.redis_url)
         try:
             return await action(CatalogueStore(redis, settings.worker_app_id))
         finally:

@@ -11,6 +11,7 @@ import redis
 
 from tracker.devstack.process import ManagedProcess, ensure_port_free, free_port
 from tracker.errors import StackError
+from tracker.redisconn import RESP_PROTOCOL
 
 _POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 
@@ -84,7 +85,13 @@ class RedisServer:
         self._process.wait_until(self._pings, timeout, "answering PING")
 
     def _pings(self) -> bool:
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1, socket_connect_timeout=1)
+        client = redis.Redis(
+            host="127.0.0.1",
+            port=self.port,
+            protocol=RESP_PROTOCOL,
+            socket_timeout=1,
+            socket_connect_timeout=1,
+        )
         try:
             return bool(client.ping())
         except redis.RedisError:

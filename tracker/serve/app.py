@@ -21,6 +21,7 @@ from tracker.errors import CatalogueError
 from tracker.heap import settle_heap
 from tracker.models.catalogue import Catalogue
 from tracker.models.learner import ClickModel, SnapshotError
+from tracker.redisconn import RESP_PROTOCOL, background_client
 from tracker.serve import admin_offers, offers, ops, privacy
 from tracker.serve.breaker import CircuitBreaker
 from tracker.serve.catalogue_store import CatalogueStore, open_redis_catalogue_cache
@@ -73,6 +74,7 @@ def create_app(
         catalogue_redis = Redis(
             connection_pool=BlockingConnectionPool.from_url(
                 settings.redis_url,
+                protocol=RESP_PROTOCOL,
                 socket_timeout=MODEL_LOAD_TIMEOUT_SECONDS,
                 socket_connect_timeout=MODEL_LOAD_TIMEOUT_SECONDS,
                 max_connections=4,
@@ -112,11 +114,8 @@ def create_app(
             timeout_seconds=settings.redis_timeout_seconds,
         )
         # Snapshots are larger than a visitor's state: their own client, with a longer timeout.
-        model_redis = Redis.from_url(
-            settings.redis_url,
-            socket_timeout=MODEL_LOAD_TIMEOUT_SECONDS,
-            socket_connect_timeout=MODEL_LOAD_TIMEOUT_SECONDS,
-            max_connections=2,
+        model_redis = background_client(
+            settings.redis_url, timeout_seconds=MODEL_LOAD_TIMEOUT_SECONDS, max_connections=2
         )
         app.state.model = _model_cache(settings, metrics, model_redis)
         app.state.kafka = ProducerLink(settings)

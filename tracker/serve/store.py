@@ -31,6 +31,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tracker import keys
+from tracker.redisconn import RESP_PROTOCOL
 from tracker.serve.breaker import CircuitBreaker
 from tracker.serve.metrics import OfferMetrics
 from tracker.settings import Settings
@@ -132,7 +133,13 @@ class VisitorStore:
 
 
 def redis_client(settings: Settings) -> Redis:
-    """The offer API's Redis client: every call bounded by ``TRACKER_REDIS_TIMEOUT_SECONDS``.
+    """The offer API's hot Redis client (visitor reads, serving-state writes, erasure status).
+
+    Every caller bounds its whole call (pool wait, connect, send, read) with
+    ``asyncio.timeout(TRACKER_REDIS_TIMEOUT_SECONDS)``, and redis-py drops a connection whose
+    command was cancelled, so the client itself sets no socket timeout: with one, redis-py
+    wraps every send in ``asyncio.wait_for`` (a task per command) and every read in a second
+    timeout context: 95-100 against 83-87 us of CPU per visitor read, 8 concurrent readers.
 
     No retries: one attempt must fit in the request's budget, the next request tries
     again. A bounded pool: a request waits (within the budget) for a free connection
@@ -144,8 +151,9 @@ def redis_client(settings: Settings) -> Redis:
     pool = BlockingConnectionPool.from_url(
         settings.redis_url,
         max_connections=MAX_CONNECTIONS,
+        protocol=RESP_PROTOCOL,
         timeout=timeout,
-        socket_timeout=timeout,
+        socket_timeout=None,
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 0),
         **_without_client_setinfo(),

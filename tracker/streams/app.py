@@ -29,9 +29,9 @@ import faust
 import prometheus_client
 import pydantic
 from faust.web import Request, Response, View
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from tracker.redisconn import background_client
 from tracker.schema import ErasureRequest, partition_key
 from tracker.settings import Settings
 from tracker.streams import codec, metrics, read_offsets
@@ -190,7 +190,7 @@ def create_app(settings: Settings) -> faust.App:
         """Whether this worker is assigned ``topic`` (the one-partition topics of single writers)."""
         return any(tp.topic == topic for tp in app.consumer.assignment())
 
-    trainer_redis = Redis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
+    trainer_redis = background_client(settings.redis_url)
     trainer_host = TrainerHost(settings, trainer_redis)
 
     @app.agent(rewards_topic, name="trainer")
@@ -213,7 +213,7 @@ def create_app(settings: Settings) -> faust.App:
             log.warning("click model publication failed (%r); will retry", exc)
 
     if settings.segments_enabled:
-        learner_redis = Redis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
+        learner_redis = background_client(settings.redis_url)
         host = LearnerHost(settings, learner_redis)
 
         @app.agent(samples_topic, name="segments")

@@ -46,6 +46,7 @@ from tracker.models.rewards import AttributionConfig, Feedback, Reward, VisitorR
 from tracker.models.segments import assign, profile_features
 from tracker.models.sessions import SessionRules
 from tracker.models.visitor_state import VisitorState
+from tracker.redisconn import background_client
 from tracker.schema import SessionRecord, parse_tracked
 from tracker.settings import Settings
 from tracker.streams import metrics
@@ -148,9 +149,7 @@ class VisitorProcessor:
     @property
     def redis(self) -> Redis:
         if self._redis is None:
-            self._redis = Redis.from_url(
-                self.settings.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0
-            )
+            self._redis = background_client(self.settings.redis_url)
         return self._redis
 
     async def close(self) -> None:
