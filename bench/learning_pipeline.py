@@ -12,7 +12,7 @@ random, most-popular, rule-based and oracle policies.
 
 Times are real, so the product runs with a short attribution window (5 s: the
 simulated clicks come within 2 s) and publishes a model every 2 s or 250
-rewards; segments are learned and published as in production, every 5 s.
+rewards; segments are learned and published as in production, every 30 s.
 
 On 2 cores the whole loop runs at about 33 visits/s (15 minutes for 30,000): ``--rate`` is
 an upper bound.
