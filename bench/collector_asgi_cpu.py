@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from collector_intake import SITE, make_bodies
 
 from tracker.collect.app import create_app
-from tracker.collect.validate import Record
+from tracker.kafka_producer import Record
 from tracker.settings import Settings, SiteConfig
 
 ORIGIN = "https://shop.example"

@@ -15,8 +15,8 @@ import pytest
 from collector_support import page_view, running
 
 from tracker.collect.app import create_app
-from tracker.collect.validate import Record
 from tracker.errors import BrokerUnavailableError, DeliveryError, DeliveryTimeoutError
+from tracker.kafka_producer import Record
 from tracker.schema import parse_tracked
 from tracker.settings import Settings, SiteConfig
 

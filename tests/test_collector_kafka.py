@@ -18,7 +18,7 @@ import pytest
 from collector_support import DEFAULT_CLIENT, Tails, open_tails, page_view, product_view, running
 
 from tracker.collect.app import create_app
-from tracker.collect.producer import KafkaBatchProducer
+from tracker.kafka_producer import KafkaBatchProducer
 from tracker.schema import partition_key
 from tracker.settings import Settings, SiteConfig
 

@@ -18,8 +18,8 @@ import pytest
 from collector_support import page_view, running, topic_records
 
 from tracker.collect.app import create_app
-from tracker.collect.producer import KafkaBatchProducer
 from tracker.devstack.stack import LocalStack
+from tracker.kafka_producer import KafkaBatchProducer
 from tracker.schema import parse_tracked
 from tracker.settings import Settings, SiteConfig
 

@@ -13,9 +13,8 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from tracker.collect.producer import KafkaBatchProducer
-from tracker.collect.validate import Record
 from tracker.errors import BrokerUnavailableError, DeliveryError, DeliveryTimeoutError
+from tracker.kafka_producer import KafkaBatchProducer, Record
 from tracker.settings import Settings
 
 SETTINGS = Settings(environment="test", kafka_bootstrap="127.0.0.1:9", produce_timeout_seconds=0.3)

@@ -24,10 +24,10 @@ from serve_support import (
 )
 
 from tracker import keys
+from tracker.kafka_producer import KafkaBatchProducer
 from tracker.models.learner import ClickModel
 from tracker.serve import create_app
 from tracker.serve.decisions import DECISION_SCHEMA_VERSION, DecisionLog
-from tracker.serve.kafka import ProducerLink
 from tracker.serve.metrics import OfferMetrics
 from tracker.serve.offers import OfferResponse
 from tracker.settings import Settings
@@ -348,7 +348,7 @@ async def test_decision_queue_overflow_is_counted_not_raised() -> None:
     metrics = OfferMetrics(process_collectors=False)
     settings = Settings(environment="test")
     # Not started: nothing drains the queue.
-    decisions = DecisionLog(ProducerLink(settings), settings, metrics, max_queued=2)
+    decisions = DecisionLog(KafkaBatchProducer(settings), settings, metrics, max_queued=2)
     for _ in range(5):
         decisions.log({"site_id": "s", "visitor_id": "visitor-0001"})
     assert decisions.queued == 2

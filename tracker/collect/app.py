@@ -18,7 +18,6 @@ from tracker.collect.deps import CollectorState
 from tracker.collect.enrich import parse_networks
 from tracker.collect.inflight import InflightBuffer, RequestSlots
 from tracker.collect.metrics import CollectorMetrics
-from tracker.collect.producer import BatchProducer, KafkaBatchProducer
 from tracker.collect.ratelimit import TokenBucketLimiter
 from tracker.collect.responses import error_response
 from tracker.collect.server import serve
@@ -26,6 +25,7 @@ from tracker.collect.sites import SiteRegistry
 from tracker.collect.useragent import warm_up
 from tracker.collect.validate import MAX_ERRORS_PER_EVENT
 from tracker.heap import settle_heap
+from tracker.kafka_producer import BatchProducer, KafkaBatchProducer
 from tracker.settings import Settings, get_settings
 
 __all__ = ["create_app", "serve"]

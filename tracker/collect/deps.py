@@ -14,9 +14,9 @@ from fastapi import Depends, Request
 from tracker.collect.enrich import Network
 from tracker.collect.inflight import InflightBuffer, RequestSlots
 from tracker.collect.metrics import CollectorMetrics
-from tracker.collect.producer import BatchProducer
 from tracker.collect.ratelimit import TokenBucketLimiter
 from tracker.collect.sites import SiteRegistry
+from tracker.kafka_producer import BatchProducer
 from tracker.settings import Settings
 
 

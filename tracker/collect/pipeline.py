@@ -12,8 +12,8 @@ from starlette.responses import Response
 from tracker.collect.deps import CollectorState
 from tracker.collect.enrich import client_host, now_ms, server_context
 from tracker.collect.responses import error_response
-from tracker.collect.validate import Record
 from tracker.errors import BrokerUnavailableError, DeliveryError, DeliveryTimeoutError
+from tracker.kafka_producer import Record
 from tracker.schema import ServerContext
 
 

@@ -22,8 +22,9 @@ from tracker.collect.deps import CollectorState, StateDep
 from tracker.collect.pipeline import deliver, rate_limit, request_context, too_busy
 from tracker.collect.privacy import read_visitor_cookie, refuses_tracking
 from tracker.collect.responses import error_response
-from tracker.collect.validate import Record, field_errors
+from tracker.collect.validate import field_errors
 from tracker.errors import BatchError, OriginNotAllowedError, UnknownSiteError
+from tracker.kafka_producer import Record
 from tracker.schema import TRACKED_ADAPTER, TrackedEvent, parse_event, partition_key
 
 router = APIRouter(tags=["events"])

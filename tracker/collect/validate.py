@@ -11,12 +11,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 import pydantic
 
 from tracker.errors import BatchTooLargeError, InvalidBatchError, MalformedBatchError
+from tracker.kafka_producer import Record
 from tracker.schema import (
     SCHEMA_VERSION,
     BatchConsent,
@@ -42,14 +43,6 @@ MAX_ECHOED_ID_CHARS = 64
 _SITE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _VISITOR_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _EVENT_TYPES = ", ".join(t.value for t in EventType)
-
-
-class Record(NamedTuple):
-    """One Kafka write: topic, key (``None`` spreads over partitions) and value."""
-
-    topic: str
-    key: bytes | None
-    value: bytes
 
 
 @dataclass(frozen=True, slots=True)

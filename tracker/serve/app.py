@@ -19,6 +19,7 @@ from tracker.collect.cors import SiteCorsMiddleware
 from tracker.collect.sites import SiteRegistry
 from tracker.errors import CatalogueError
 from tracker.heap import settle_heap
+from tracker.kafka_producer import KafkaBatchProducer
 from tracker.models.catalogue import Catalogue
 from tracker.models.learner import ClickModel, SnapshotError
 from tracker.redisconn import RESP_PROTOCOL, background_client
@@ -27,7 +28,6 @@ from tracker.serve.breaker import CircuitBreaker
 from tracker.serve.catalogue_store import CatalogueStore, open_redis_catalogue_cache
 from tracker.serve.decisions import DecisionLog
 from tracker.serve.fastpath import OfferFastPath
-from tracker.serve.kafka import ProducerLink
 from tracker.serve.metrics import HttpMetricsMiddleware, OfferMetrics
 from tracker.serve.ratelimit import RateLimiter
 from tracker.serve.responses import validation_error_body
@@ -118,7 +118,8 @@ def create_app(
             settings.redis_url, timeout_seconds=MODEL_LOAD_TIMEOUT_SECONDS, max_connections=2
         )
         app.state.model = _model_cache(settings, metrics, model_redis)
-        app.state.kafka = ProducerLink(settings)
+        # One producer per process: the decision log (fire and forget) and erasure requests.
+        app.state.kafka = KafkaBatchProducer(settings, client_id="tracker-offer-api")
         app.state.decisions = DecisionLog(
             app.state.kafka, settings, metrics, max_queued=settings.decision_queue_max
         )

@@ -19,9 +19,9 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
+from tracker.kafka_producer import KafkaBatchProducer
 from tracker.models.catalogue import Catalogue
 from tracker.serve.decisions import DecisionLog
-from tracker.serve.kafka import ProducerLink
 from tracker.serve.metrics import UNMATCHED, OfferMetrics
 from tracker.serve.ratelimit import RateLimiter
 from tracker.serve.store import VisitorStore
@@ -49,7 +49,7 @@ async def get_decision_log(request: Request) -> DecisionLog:
     return request.app.state.decisions
 
 
-async def get_producer_link(request: Request) -> ProducerLink:
+async def get_producer(request: Request) -> KafkaBatchProducer:
     return request.app.state.kafka
 
 
@@ -62,7 +62,7 @@ MetricsDep = Annotated[OfferMetrics, Depends(get_metrics)]
 CatalogueDep = Annotated[Catalogue, Depends(get_catalogue)]
 StoreDep = Annotated[VisitorStore, Depends(get_store)]
 DecisionLogDep = Annotated[DecisionLog, Depends(get_decision_log)]
-ProducerLinkDep = Annotated[ProducerLink, Depends(get_producer_link)]
+ProducerDep = Annotated[KafkaBatchProducer, Depends(get_producer)]
 
 
 async def privacy_rate_limit(

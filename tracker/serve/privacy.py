@@ -41,7 +41,7 @@ from tracker.schema import SiteId, VisitorId
 from tracker.serve.access import verify_access
 from tracker.serve.deps import (
     MetricsDep,
-    ProducerLinkDep,
+    ProducerDep,
     SettingsDep,
     StoreDep,
     privacy_rate_limit,
@@ -80,12 +80,12 @@ class EraseBody(BaseModel):
     summary="Erase a visitor: queue the erasure on Kafka (answers once Kafka acknowledged)",
 )
 async def erase(
-    body: EraseBody, link: ProducerLinkDep, settings: SettingsDep, metrics: MetricsDep
+    body: EraseBody, producer: ProducerDep, settings: SettingsDep, metrics: MetricsDep
 ) -> Response:
     request_id = body.request_id or uuid.uuid4().hex
     try:
         record = await request_erasure(
-            link, settings, site_id=body.site_id, visitor_id=body.visitor_id, request_id=request_id
+            producer, settings, site_id=body.site_id, visitor_id=body.visitor_id, request_id=request_id
         )
     except DeliveryError as exc:
         metrics.erasures.labels(result="unavailable").inc()

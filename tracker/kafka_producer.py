@@ -1,19 +1,21 @@
-"""Acknowledged batch writes to Kafka, with confluent-kafka (librdkafka).
+"""Writes to Kafka from the collector and the offer API, with confluent-kafka (librdkafka).
 
-Why librdkafka and not aiokafka here: the collector's cost is per event, and aiokafka's
-pure-Python ``send`` costs ~40 us of CPU per message against ~4 us for librdkafka
-(measured on this project's 2-core machine, docs/BENCHMARKS.md). The asyncio bridge is
+Why librdkafka and not aiokafka here: both services pay per record on their request path,
+and aiokafka's pure-Python ``send`` costs ~40 us of CPU per message against ~4 us for
+librdkafka (measured on this project's 2-core machine, docs/BENCHMARKS.md). The asyncio bridge is
 small: records are handed to librdkafka's queue, and a task on the event loop polls for
 delivery reports, every millisecond while records wait for them; the last report of a batch
 resolves its asyncio future. (A poller thread did this before: each delivery callback then had
 to win the GIL from the busy event loop, which added milliseconds per batch under load, and
 woke the loop through its self-pipe once per batch.)
 
-The collector must start, and answer 503, while Kafka is down: :meth:`KafkaBatchProducer.start`
+Both services must start, and answer, while Kafka is down: :meth:`KafkaBatchProducer.start`
 only launches a background task that fetches metadata until the cluster answers. Every
-write uses ``acks=all`` with the idempotent producer, and :meth:`~KafkaBatchProducer.send_batch`
+write uses ``acks=all`` with the idempotent producer. :meth:`~KafkaBatchProducer.send_batch`
 returns only once Kafka has acknowledged every record, or raises a
-:class:`~tracker.errors.DeliveryError`.
+:class:`~tracker.errors.DeliveryError` (the collector's events, the API's erasure requests);
+:meth:`~KafkaBatchProducer.send_nowait` queues one record and reports its outcome to a
+callback (the API's decision log, which never makes a response wait).
 """
 
 from __future__ import annotations
@@ -22,11 +24,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from tracker.collect.validate import Record
 from tracker.errors import BrokerUnavailableError, DeliveryError, DeliveryTimeoutError
 from tracker.settings import Settings
 
@@ -37,6 +38,14 @@ log = logging.getLogger(__name__)
 POLL_BUSY_SECONDS = 0.001
 # ...and this often when nothing waits (error callbacks: "all brokers down" for /readyz).
 POLL_IDLE_SECONDS = 0.05
+
+
+class Record(NamedTuple):
+    """One Kafka write: topic, key (``None`` spreads over partitions) and value."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
 
 
 class ProducerClient(Protocol):
@@ -228,6 +237,32 @@ class KafkaBatchProducer:
         if error is not None:
             raise DeliveryError(f"Kafka refused the write: {error.str()}")
         self._brokers_down = False
+
+    def send_nowait(self, record: Record, on_delivered: Callable[[KafkaError | None], None]) -> None:
+        """Queue one record without waiting; ``on_delivered(error)`` is called on the event loop
+        once Kafka acknowledged it (``None``) or gave up on it. Raises :class:`DeliveryError` at
+        once when the producer is not started or its local queue is full."""
+        client = self._client
+        if client is None:
+            raise DeliveryError("The Kafka producer is not running")
+        try:
+            client.produce(
+                record.topic, record.value, record.key, on_delivery=lambda error, _: on_delivered(error)
+            )
+        except BufferError:
+            raise DeliveryError("The Kafka producer's local queue is full") from None
+        except KafkaException as exc:
+            raise DeliveryError(f"Kafka refused the write: {exc.args[0]}") from None
+        self._records_waiting.set()
+
+    @property
+    def waiting(self) -> int:
+        """Records handed to librdkafka and not yet acknowledged (or failed)."""
+        return len(self._client) if self._client is not None else 0
+
+    async def wait_connected(self) -> None:
+        """Return once the cluster first answered (see :meth:`start`)."""
+        await self._wait_connected()
 
     async def _wait_connected(self) -> ProducerClient:
         if self._connected is None or self._client is None:
