@@ -22,10 +22,12 @@ def _port_or_free(host: str, port: int) -> int:
     return port if port and port_is_free(host, port) else free_port(host)
 
 
-# A demo learns in minutes, not after a production attribution window of 30 minutes.
+# A demo learns in minutes, not after a production attribution window of 30 minutes; the sweep
+# that emits due rewards runs every 5 s (30 s by default, a delay that only a short window notices).
 DEMO_LEARNING = {
     "attribution_window_seconds": 60.0,
     "attribution_lateness_seconds": 5.0,
+    "session_sweep_seconds": 5.0,
     "model_publish_seconds": 5.0,
 }
 

@@ -51,7 +51,9 @@ from tracker.sim.shoppers import SITE_ID, Crowd, Shopper, segment_purity
 log = logging.getLogger(__name__)
 
 # Settings that make learning visible within minutes instead of a production half hour: a 5 s
-# attribution window (the simulated clicks come within 2 s), a model published every 2 s or 250
+# attribution window (the simulated clicks come within 2 s), rewards emitted within a second of
+# their window's end (the sweep that finishes due decisions runs every second, not every 30 s:
+# with a 5 s window, rewards came up to 30 s late), a model published every 2 s or 250
 # rewards; and no per-client rate limit (one client sends everything). Segments keep the
 # production cadence (published every 30 s): published every 5 s, a visitor's segment, a feature
 # of every decision the model learns from, moved under the model (0.61 of the oracle at 20,000
@@ -59,6 +61,7 @@ log = logging.getLogger(__name__)
 FAST_LEARNING: dict[str, Any] = {
     "attribution_window_seconds": 5.0,
     "attribution_lateness_seconds": 1.0,
+    "session_sweep_seconds": 1.0,
     "model_publish_seconds": 2.0,
     "model_publish_every_updates": 250,
     "rate_limit_per_second": 0.0,
