@@ -6,8 +6,8 @@ schemas, parser tables: ~80,000 in the collector) are scanned again by every ful
 collection, and the default young-generation threshold (700 allocations) runs a young
 collection several times per request, promoting the objects of requests still in flight
 to the old generations, which in turn triggers full collections. Measured on the
-collector at 20,000 events/s (docs/BENCHMARKS.md): ~40 full collections a minute of
-27-41 ms each, the whole p99 tail.
+collector at 15,000-20,000 events/s (docs/BENCHMARKS.md): about 40 full collections in a
+45-second run, 27-41 ms each, the whole p99 tail.
 
 :func:`settle_heap` freezes what start-up built and raises the young threshold, so a
 young collection sees a few requests' worth of short-lived objects and nearly nothing

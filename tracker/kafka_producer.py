@@ -255,11 +255,6 @@ class KafkaBatchProducer:
             raise DeliveryError(f"Kafka refused the write: {exc.args[0]}") from None
         self._records_waiting.set()
 
-    @property
-    def waiting(self) -> int:
-        """Records handed to librdkafka and not yet acknowledged (or failed)."""
-        return len(self._client) if self._client is not None else 0
-
     async def wait_connected(self) -> None:
         """Return once the cluster first answered (see :meth:`start`)."""
         await self._wait_connected()
@@ -276,7 +271,11 @@ class KafkaBatchProducer:
         client = self._client
         assert client is not None
         while True:
-            client.poll(0)
+            try:
+                client.poll(0)
+            except Exception:
+                # A failing delivery callback must not end the reports of every later write.
+                log.exception("a Kafka delivery callback failed")
             if len(client):
                 await asyncio.sleep(POLL_BUSY_SECONDS)
                 continue

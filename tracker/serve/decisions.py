@@ -119,6 +119,10 @@ class DecisionLog:
         except DeliveryError as exc:
             log.debug("decision log: record refused: %s", exc)
             self._metrics.decisions_dropped.labels(reason="kafka_error").inc()
+        except Exception:
+            # A bug here must not kill the drain task: every later decision would be lost silently.
+            log.exception("decision log: unexpected error while sending a record")
+            self._metrics.decisions_dropped.labels(reason="kafka_error").inc()
 
     def _delivered(self, error: KafkaError | None) -> None:
         if error is None:
