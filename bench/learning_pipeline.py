@@ -11,11 +11,12 @@ this script touches the model. The same visits are shown, in process, to the
 random, most-popular, rule-based and oracle policies.
 
 Times are real, so the product runs with a short attribution window (5 s: the
-simulated clicks come within 2 s) and publishes a model every 2 s or 250
-rewards; segments are learned and published as in production, every 30 s.
+simulated clicks come within 2 s), emits due rewards within a second (sweep every
+1 s) and publishes a model every 2 s or 250 rewards; segments are learned and
+published as in production, every 30 s (``FAST_LEARNING`` in tracker/sim/pipeline.py).
 
-On 2 cores the whole loop runs at about 33 visits/s (15 minutes for 30,000): ``--rate`` is
-an upper bound.
+On 2 cores the whole loop runs at 33-67 visits/s depending on the machine (8-15 minutes for
+30,000): ``--rate`` is an upper bound.
 
 Usage::
 

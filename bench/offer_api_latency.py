@@ -405,12 +405,12 @@ def main() -> None:
             # As a deployment gives the API CPU of its own (Kubernetes requests, a node of its
             # own): here, a higher priority than the stream worker, Kafka and Redis on the same cores.
             os.setpriority(os.PRIO_PROCESS, api_pid, os.getpriority(os.PRIO_PROCESS, 0) - args.api_priority)
-        results_priority = os.getpriority(os.PRIO_PROCESS, api_pid) if api_pid else None
+        api_niceness = os.getpriority(os.PRIO_PROCESS, api_pid) if api_pid else None
         seed_profiles(redis_url, args.visitors, Settings())
         common = {"duration": args.duration, "warmup": args.warmup, "visitors": args.visitors}
         results: dict[str, Any] = {
             "machine": machine(),
-            "api_niceness": results_priority,
+            "api_niceness": api_niceness,
             "redis_get": redis_baseline(redis_url),
             "runs": [],
         }
