@@ -34,7 +34,7 @@ from redis.exceptions import RedisError
 from tracker.redisconn import background_client
 from tracker.schema import ErasureRequest, partition_key
 from tracker.settings import Settings
-from tracker.streams import codec, metrics, read_offsets
+from tracker.streams import codec, intake, metrics, read_offsets
 from tracker.streams.control import Control, key_partition
 from tracker.streams.segments import LearnerHost, load_snapshot
 from tracker.streams.trainer import TrainerHost
@@ -92,6 +92,12 @@ def create_app(settings: Settings) -> faust.App:
         web_port=settings.worker_web_port or 6066,
         web_in_thread=False,
     )
+    visitor_intake = intake.BatchIntake(
+        (settings.topic_events, settings.topic_decisions, control_topic_name(settings)),
+        batch_max=settings.worker_batch_max,
+        batch_wait_seconds=settings.worker_batch_wait_seconds,
+    )
+    intake.install(app, visitor_intake)
     partitions = settings.topic_partitions
     # events (external, created by `tracker topics`) and the control topic (internal: Faust
     # creates it) feed one agent, so a visitor's changes are applied one at a time, in order.
@@ -163,9 +169,12 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(visitor_input, name="visitors")
     async def visitors(stream: faust.StreamT) -> None:
-        """Fold batches of events (and control records) into visitor states and profiles."""
-        async for batch in stream.noack_take(settings.worker_batch_max, settings.worker_batch_wait_seconds):
-            await processor.process(stream, batch)
+        """Fold batches of events (and control records) into visitor states and profiles.
+
+        The agent subscribes its topics (and co-partitions the table with them), but their
+        records come from the batch intake, not from ``stream`` (see tracker.streams.intake)."""
+        async for batch in visitor_intake.batches():
+            await processor.process(batch)
 
     @app.agent(erasures_topic, name="erasures")
     async def erasures(stream: faust.StreamT) -> None:

@@ -1,6 +1,6 @@
 """The ``visitors`` agent's work: fold a batch of records into visitor states, then write.
 
-One batch at a time (``noack_take``), in this order, so that a crash at any
+One batch at a time (from :mod:`tracker.streams.intake`), in this order, so that a crash at any
 point loses nothing and counts nothing twice:
 
 0. admit the records in input order (:mod:`tracker.streams.positions`): a record above its
@@ -36,7 +36,7 @@ import faust
 import orjson
 import pydantic
 from faust.streams import _current_event
-from faust.types import TP, EventT
+from faust.types import TP, Message
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -82,16 +82,33 @@ def split_key(key: bytes) -> tuple[str, str]:
     return site_id, visitor_id
 
 
+class _Placed:
+    """Stands for Faust's current event where its stores read one: only its ``message``."""
+
+    __slots__ = ("__weakref__", "message")
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+
+
+def _place(message: Message) -> _Placed:
+    """Point ``faust.current_event()`` at ``message``; keep the result alive while it is used
+    (the context variable holds a weak reference, as Faust's streams set it)."""
+    placed = _Placed(message)
+    _current_event.set(weakref.ref(placed))  # type: ignore[arg-type]
+    return placed
+
+
 # Input partition -> (an offset, a record of that partition).
-_Marks = dict[TopicPartition, tuple[int, EventT]]
+_Marks = dict[TopicPartition, tuple[int, Message]]
 
 
 @dataclass
 class _Batch:
     """What one batch changed, collected before anything is written."""
 
-    changed: dict[bytes, tuple[VisitorState, EventT]] = field(default_factory=dict)
-    deleted: dict[bytes, EventT] = field(default_factory=dict)
+    changed: dict[bytes, tuple[VisitorState, Message]] = field(default_factory=dict)
+    deleted: dict[bytes, Message] = field(default_factory=dict)
     # States whose table entry is up to date but whose Redis profile may not be (replays).
     rewrite: dict[bytes, VisitorState] = field(default_factory=dict)
     sessions: list[tuple[bytes, SessionRecord]] = field(default_factory=list)
@@ -159,27 +176,25 @@ class VisitorProcessor:
 
     # --- the agent's entry point -------------------------------------------------------------
 
-    async def process(self, stream: faust.StreamT, events: Sequence[EventT]) -> None:
+    async def process(self, records: Sequence[Message]) -> None:
         """Process one batch; its records are acknowledged (and so may be committed) once the
         table changes are durable in Kafka, which is awaited in the background while the next
         batch is processed."""
         started = time.perf_counter()
         async with self.lock:
-            admitted, positions, gaps = self._admit(events)
+            admitted, positions, gaps = self._admit(records)
             batch = self._fold(admitted)
             batch.positions = positions
             durable = await self._write(batch)
             if gaps:
                 durable.extend(await self._rewind(gaps))
-        task = asyncio.ensure_future(self._ack_when_durable(stream, events, durable))
+        task = asyncio.ensure_future(self._ack_when_durable(records, durable))
         self._acking.add(task)
         task.add_done_callback(self._acking.discard)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-        metrics.BATCH_RECORDS.observe(len(events))
+        metrics.BATCH_RECORDS.observe(len(records))
 
-    async def _ack_when_durable(
-        self, stream: faust.StreamT, events: Sequence[EventT], durable: list[asyncio.Future]
-    ) -> None:
+    async def _ack_when_durable(self, records: Sequence[Message], durable: list[asyncio.Future]) -> None:
         try:
             await asyncio.gather(*durable)
         except Exception as exc:
@@ -188,8 +203,9 @@ class VisitorProcessor:
             # producer anyway.
             log.error("a table change did not reach the changelog (%r); records left unacknowledged", exc)
             return
-        for event in events:
-            await stream.ack(event)
+        ack = self.app.consumer.ack
+        for message in records:
+            ack(message)
 
     # --- 0. admit ---------------------------------------------------------------------------
 
@@ -197,16 +213,15 @@ class VisitorProcessor:
         value = self.table.get(position_key(*tp))
         return value.next_offset if isinstance(value, InputPosition) else None
 
-    def _admit(self, events: Sequence[EventT]) -> tuple[list[EventT], _Marks, _Marks]:
+    def _admit(self, records: Sequence[Message]) -> tuple[list[Message], _Marks, _Marks]:
         """The records to fold, the partitions' new positions, and the partitions with a gap
         (expected offset, first record past it). Records past a gap are left out (and still
         acknowledged: the table's positions, not the committed offsets, say what was processed)."""
         expected: dict[TopicPartition, int | None] = {}
-        admitted: list[EventT] = []
+        admitted: list[Message] = []
         positions: _Marks = {}
         gaps: _Marks = {}
-        for event in events:
-            message = event.message
+        for message in records:
             tp = (message.topic, message.partition)
             if tp not in expected:
                 expected[tp] = self._stored_position(tp)
@@ -214,14 +229,14 @@ class VisitorProcessor:
             if verdict == "ahead":
                 want = expected[tp]
                 assert want is not None
-                gaps.setdefault(tp, (want, event))
+                gaps.setdefault(tp, (want, message))
                 metrics.INPUT_RECORDS_AHEAD.labels(topic=message.topic).inc()
                 continue
             if verdict == "next":
                 expected[tp] = message.offset + 1
-                positions[tp] = (message.offset + 1, event)
+                positions[tp] = (message.offset + 1, message)
                 self.rewinds.arrived(tp)
-            admitted.append(event)
+            admitted.append(message)
         return admitted, positions, gaps
 
     async def _rewind(self, gaps: _Marks) -> list[asyncio.Future]:
@@ -249,7 +264,7 @@ class VisitorProcessor:
                     partition,
                 )
             elif self.rewinds.exhausted(tp, target):
-                seek_to = first_ahead.message.offset
+                seek_to = first_ahead.offset
                 log.error(
                     "records %d-%d of %s[%d] never arrived after %d seeks: counted as lost (is a "
                     "transactional producer writing this topic? its offsets are not contiguous)",
@@ -270,7 +285,7 @@ class VisitorProcessor:
                     topic,
                     partition,
                     target,
-                    first_ahead.message.offset,
+                    first_ahead.offset,
                 )
                 metrics.INPUT_REWINDS.labels(topic=topic).inc()
             await consumer.seek(faust_tp, seek_to)
@@ -320,13 +335,14 @@ class VisitorProcessor:
     def _assigned(self) -> set[TopicPartition]:
         return {(tp.topic, tp.partition) for tp in self.app.consumer.assignment()}
 
-    def _set_position(self, tp: TopicPartition, next_offset: int, event: EventT) -> asyncio.Future:
-        """Store a partition's position in the table and its changelog (``event`` is a record of
-        that partition: Faust places the change by it)."""
+    def _set_position(self, tp: TopicPartition, next_offset: int, message: Message) -> asyncio.Future:
+        """Store a partition's position in the table and its changelog (``message`` is a record
+        of that partition: Faust places the change by it)."""
         key, position = position_key(*tp), InputPosition(next_offset)
-        _current_event.set(weakref.ref(event))
+        placed = _place(message)
         self.table.data[key] = position
-        return self.table.send_changelog(event.message.partition, key, position)
+        del placed
+        return self.table.send_changelog(message.partition, key, position)
 
     # --- 1. fold ----------------------------------------------------------------------------
 
@@ -337,26 +353,25 @@ class VisitorProcessor:
             return None
         return self.table.get(key)
 
-    def _fold(self, events: Sequence[EventT]) -> _Batch:
+    def _fold(self, records: Sequence[Message]) -> _Batch:
         batch = _Batch()
         events_topic, decisions_topic = self.settings.topic_events, self.settings.topic_decisions
-        for event in events:
-            message = event.message
-            key = event.key
+        for message in records:
+            key = message.key
             if not isinstance(key, bytes) or b":" not in key:
                 log.warning("record without a site:visitor key on %s; skipped", message.topic)
                 continue
             if message.topic == events_topic:
-                self._fold_event(batch, event, key)
+                self._fold_event(batch, message, key)
             elif message.topic == decisions_topic:
-                self._fold_decision(batch, event, key)
+                self._fold_decision(batch, message, key)
             else:
-                self._fold_control(batch, event, key)
+                self._fold_control(batch, message, key)
         return batch
 
-    def _fold_event(self, batch: _Batch, event: EventT, key: bytes) -> None:
+    def _fold_event(self, batch: _Batch, message: Message, key: bytes) -> None:
         try:
-            tracked = parse_tracked(event.value)
+            tracked = parse_tracked(message.value)
         except pydantic.ValidationError:
             # The collector validated it, so this is a producer bug or a schema migration gap:
             # count it and move on rather than stall the partition.
@@ -371,13 +386,12 @@ class VisitorProcessor:
         state = self._state(batch, key)
         if state is None:
             state = VisitorState.new(tracked.event.site_id, tracked.event.visitor_id)
-        message = event.message
         if state.partition != message.partition:
             self._check_partitioner(key, message.partition)
         result = state.apply(tracked, partition=message.partition, offset=message.offset, config=self.config)
         metrics.EVENTS_PROCESSED.labels(type=tracked.event.type.value, outcome=result.outcome).inc()
         if result.changed:
-            batch.changed[key] = (state, event)
+            batch.changed[key] = (state, message)
             batch.quiet.discard(key)
             batch.rewrite.pop(key, None)
             feedback = Feedback.from_event(tracked.event, received_at=tracked.server.received_at)
@@ -411,10 +425,10 @@ class VisitorProcessor:
             state.rewards, state.rewards_due = rewards.to_dict(), rewards.next_due_ms
         return result
 
-    def _fold_decision(self, batch: _Batch, event: EventT, key: bytes) -> None:
+    def _fold_decision(self, batch: _Batch, message: Message, key: bytes) -> None:
         """A record of the ``decisions`` topic: wait for its feedback (a redelivery is ignored)."""
         try:
-            record = orjson.loads(event.value)
+            record = orjson.loads(message.value)
             site_id, visitor_id = record["site_id"], record["visitor_id"]
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             log.error("unreadable decision record skipped: %r", exc)
@@ -424,7 +438,7 @@ class VisitorProcessor:
         if state is None:
             state = VisitorState(site_id, visitor_id, profile=None)
         if state.partition < 0:
-            state.partition = event.message.partition  # decisions are partitioned like events
+            state.partition = message.partition  # decisions are partitioned like events
         if state.erased is not None:
             metrics.DECISIONS_JOINED.labels(outcome="erased").inc()
             return
@@ -436,14 +450,14 @@ class VisitorProcessor:
             return
         metrics.DECISIONS_JOINED.labels(outcome="joined" if added else "ignored").inc()
         if added:
-            self._changed_quietly(batch, key, state, event)
+            self._changed_quietly(batch, key, state, message)
 
     @staticmethod
-    def _changed_quietly(batch: _Batch, key: bytes, state: VisitorState, event: EventT) -> None:
+    def _changed_quietly(batch: _Batch, key: bytes, state: VisitorState, message: Message) -> None:
         """The table entry changed but not the profile in Redis (unless something else did)."""
         if key not in batch.changed:
             batch.quiet.add(key)
-        batch.changed[key] = (state, event)
+        batch.changed[key] = (state, message)
 
     def _check_partitioner(self, key: bytes, partition: int) -> None:
         """Erasures are routed with murmur2 (Kafka's default partitioner, the Java client's and
@@ -464,21 +478,21 @@ class VisitorProcessor:
                     key_partition(key, count),
                 )
 
-    def _fold_control(self, batch: _Batch, event: EventT, key: bytes) -> None:
+    def _fold_control(self, batch: _Batch, message: Message, key: bytes) -> None:
         try:
-            control = Control.from_bytes(event.value)
+            control = Control.from_bytes(message.value)
         except (ValueError, KeyError, pydantic.ValidationError) as exc:
-            log.error("unreadable control record on %s: %s", event.message.topic, exc)
+            log.error("unreadable control record on %s: %s", message.topic, exc)
             return
         state = self._state(batch, key)
         if control.kind == "erase" and control.erasure is not None:
             request = control.erasure
             if state is None:
                 state = VisitorState(request.site_id, request.visitor_id, profile=None)
-            state.partition = event.message.partition
+            state.partition = message.partition
             if state.erase(request.request_id, request.requested_at):
                 metrics.ERASURES.labels(outcome="erased").inc()
-                batch.changed[key] = (state, event)
+                batch.changed[key] = (state, message)
             else:
                 metrics.ERASURES.labels(outcome="duplicate").inc()
             batch.rewrite.pop(key, None)
@@ -491,18 +505,18 @@ class VisitorProcessor:
             record = state.close_idle(control.session_id, control.events)
             if record is not None:
                 batch.sessions.append((key, record))
-                batch.changed[key] = (state, event)
+                batch.changed[key] = (state, message)
         elif control.kind == "rewards":
             if state.rewards is None:
                 return
             due = self._join(state, lambda rewards: rewards.on_tick(control.at))
             if due:
                 batch.rewards.extend(due)
-                self._changed_quietly(batch, key, state, event)
+                self._changed_quietly(batch, key, state, message)
         elif control.kind == "expire" and state.expired(self._now_ms(), self.retention_ms):
             batch.changed.pop(key, None)
             batch.rewrite.pop(key, None)
-            batch.deleted[key] = event
+            batch.deleted[key] = message
 
     # --- 2..6. write ------------------------------------------------------------------------
 
@@ -534,25 +548,26 @@ class VisitorProcessor:
         """Set the changed states in the table and send each to the changelog partition of the
         visitor (what ``table[key] = state`` does, keeping the futures to wait for).
 
-        Faust takes "the record being processed" (``faust.current_event()``, a context variable)
-        to place a change, in the changelog and in a partitioned store; a batch holds records
-        of several partitions, so it is pointed at the visitor's own record for each change.
-        Only this task's context changes: the stream's own bookkeeping is left alone."""
+        A partitioned store (rocksdb) places a change by "the event being processed"
+        (``faust.current_event()``, a context variable); a batch holds records of several
+        partitions, so it is pointed at the visitor's own record for each change."""
         table, store = self.table, self.table.data
         durable: list[asyncio.Future] = []
-        for key, (state, event) in batch.changed.items():
-            _current_event.set(weakref.ref(event))
+        placed: _Placed | None = None
+        for key, (state, message) in batch.changed.items():
+            placed = _place(message)
             store[key] = state
-            durable.append(table.send_changelog(event.message.partition, key, state))
-        for key, event in batch.deleted.items():
-            _current_event.set(weakref.ref(event))
+            durable.append(table.send_changelog(message.partition, key, state))
+        for key, message in batch.deleted.items():
+            placed = _place(message)
             if key in store:
                 del store[key]
-            durable.append(table.send_changelog(event.message.partition, key, None, value_serializer="raw"))
+            durable.append(table.send_changelog(message.partition, key, None, value_serializer="raw"))
         # After the states: a position restored from the changelog implies the states it covers.
-        for tp, (next_offset, event) in batch.positions.items():
-            durable.append(self._set_position(tp, next_offset, event))
+        for tp, (next_offset, message) in batch.positions.items():
+            durable.append(self._set_position(tp, next_offset, message))
         _current_event.set(None)
+        del placed
         return durable
 
     async def _send_reward(self, reward: Reward) -> None:

@@ -1,0 +1,187 @@
+"""Hand the visitor input topics' records to the worker in fetch-sized batches.
+
+Faust delivers every fetched record on its own: its fetch loop awaits mode's
+``wait_first`` per record (four asyncio tasks and an ``asyncio.wait``), then the
+conductor takes a lock, builds an ``Event``, puts it on the agent's channel queue,
+and the stream iterator takes it off again. Measured on the 2-core machine of
+``docs/BENCHMARKS.md``: an agent that only acknowledges tops out at 6,000-9,000
+records/s, under the 10,000 events/s one worker must sustain. So the worker keeps
+Faust for what it is good at (group membership, the partition assignment that
+co-partitions the ``visitors`` table with its inputs, table recovery, standbys,
+commits, the other agents and timers) and replaces only the per-record delivery
+of its three busiest topics (``events``, ``decisions``, the control topic):
+
+- :class:`BatchConsumer` is Faust's aiokafka consumer with a fetch loop that
+  appends those topics' records to a :class:`BatchIntake` a whole fetch at a time
+  (tracked as unacknowledged, exactly as Faust's conductor tracks them); records of
+  every other topic take Faust's own path, unchanged;
+- the ``visitors`` agent takes batches from the intake instead of its stream, and
+  acknowledges each record through the consumer once it is durable, so Faust's
+  commits, ``wait_empty`` on rebalance and graceful shutdown see the same
+  acknowledgements as before.
+
+What Faust's loop does per record is kept: its read-offset rule (a record below the
+partition's last delivered offset is a stale fetch after a seek, dropped), gaps in
+the offsets of acknowledged topics, and flow control: on a rebalance Faust suspends
+flow and clears its queues, and the intake is one of them (its records are not
+acknowledged, so the partition's next owner reads them again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import Message
+
+# Fetched records waiting for the worker, in batches of ``batch_max``: enough to keep it busy
+# while the next fetch comes in, little enough that a rebalance drops (and re-reads) little.
+INTAKE_BATCHES = 4
+
+
+class BatchIntake:
+    """Records of the batched topics between the fetch loop and the worker, in fetch order.
+
+    The fetch loop waits while the intake is full, which is back-pressure on the fetcher:
+    Faust pauses fetching in the same way when an agent's channel is full."""
+
+    def __init__(self, topics: Iterable[str], *, batch_max: int, batch_wait_seconds: float) -> None:
+        self.topics = frozenset(topics)
+        self.batch_max = batch_max
+        self.batch_wait_seconds = batch_wait_seconds
+        self.capacity = batch_max * INTAKE_BATCHES
+        self._records: deque[Message] = deque()
+        self._arrived = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    async def put(self, records: list[Message]) -> None:
+        """Add a fetch's records (waits while the intake is full)."""
+        while len(self._records) >= self.capacity:
+            self._space.clear()
+            await self._space.wait()
+        self._records.extend(records)
+        self._arrived.set()
+
+    def clear(self) -> None:
+        """Drop what waits (Faust's flow control calls this on a rebalance)."""
+        self._records.clear()
+        self._space.set()
+
+    def take(self) -> list[Message]:
+        """Up to ``batch_max`` waiting records, oldest first."""
+        records = self._records
+        count = min(len(records), self.batch_max)
+        batch = [records.popleft() for _ in range(count)]
+        if len(records) < self.capacity:
+            self._space.set()
+        if not records:
+            self._arrived.clear()
+        return batch
+
+    async def batches(self) -> AsyncIterator[list[Message]]:
+        """Batches for the worker: each starts with the first record to arrive and takes what
+        comes within ``batch_wait_seconds`` after it, up to ``batch_max`` (a backlog is taken
+        whole, without waiting)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._arrived.wait()
+            deadline = loop.time() + self.batch_wait_seconds
+            while len(self._records) < self.batch_max:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                self._arrived.clear()
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), remaining)
+                except TimeoutError:
+                    break
+            batch = self.take()
+            if batch:
+                yield batch
+
+
+class BatchConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer, delivering the intake's topics a fetch at a time."""
+
+    intake: BatchIntake | None = None
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - run by the fetcher
+        intake = self.intake
+        if intake is None:
+            await super()._drain_messages(fetcher)
+            return
+        batched = intake.topics
+        callback = self.callback
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        read_offsets = self._read_offset  # tracker.streams.read_offsets holds rewinds in it
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        track = self.track_message
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                self.diag.set_flag(CONSUMER_FETCHING)
+                await asyncio.sleep(0)  # as Faust does: a getmany that returns at once must yield
+                if self.should_stop:
+                    break
+                fetched: list[Message] = []
+                async for tp, message in self.getmany(timeout=1.0):
+                    offset = message.offset
+                    last = read_offsets[tp]
+                    if last is not None and offset < last:
+                        continue  # a stale fetch after a seek (Faust's own rule)
+                    if last and offset - last > 1 and acks_enabled_for(message.topic):
+                        await self._add_gap(tp, last + 1, offset)
+                    if message.topic in batched:
+                        track(message)
+                        fetched.append(message)
+                    else:
+                        await self.wait_first(callback(message), self.suspend_flow.wait())
+                    read_offsets[tp] = offset
+                if fetched and self.flow_active:
+                    await intake.put(fetched)
+                await self._commit_every_n_acks()
+                self.diag.unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            self.diag.unset_flag(CONSUMER_FETCHING)
+
+    async def _commit_every_n_acks(self) -> None:
+        """Faust's ``broker_commit_every``, checked once per fetch instead of per record."""
+        every = self._commit_every
+        if every is not None and self._n_acked >= every:
+            self._n_acked = 0
+            await self.commit()
+
+
+class BatchTransport(faust_aiokafka.Transport):
+    Consumer = BatchConsumer
+
+
+def install(app: Any, intake: BatchIntake) -> None:
+    """Use the batch consumer in ``app`` (before anything touched ``app.consumer``)."""
+    app.transport = BatchTransport(app.conf.broker_consumer, app)
+    consumer = app.consumer
+    if not isinstance(consumer, BatchConsumer):
+        raise RuntimeError("the Faust consumer was created before the batch intake was installed")
+    consumer.intake = intake
+    app.flow_control.manage_queue(intake)
