@@ -98,6 +98,35 @@ class _Pending:
             self.future.set_result(self.error)
 
 
+class _PendingOffsets:
+    """One batch's outstanding acknowledgements, and the highest offset acknowledged per
+    partition; the last report resolves the future with them, or fails it with the first
+    refusal."""
+
+    __slots__ = ("error", "future", "offsets", "remaining")
+
+    def __init__(self, count: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.remaining = count
+        self.error: KafkaError | None = None
+        self.offsets: dict[int, int] = {}
+        self.future: asyncio.Future[dict[int, int]] = loop.create_future()
+
+    def delivered(self, error: KafkaError | None, message: Any) -> None:
+        if error is not None:
+            if self.error is None:
+                self.error = error
+        else:
+            partition, offset = message.partition(), message.offset()
+            if offset > self.offsets.get(partition, -1):
+                self.offsets[partition] = offset
+        self.remaining -= 1
+        if self.remaining == 0:
+            if self.error is not None:
+                self.future.set_exception(DeliveryError(f"Kafka refused the write: {self.error.str()}"))
+            else:
+                self.future.set_result(self.offsets)
+
+
 class KafkaBatchProducer:
     """Acknowledged (``acks=all``, idempotent) batch writes with a deadline.
 
@@ -114,8 +143,15 @@ class KafkaBatchProducer:
         reconnect_initial_seconds: float = 0.5,
         reconnect_max_seconds: float = 10.0,
         client_factory: Callable[[dict[str, Any]], ProducerClient] | None = None,
+        message_timeout_seconds: float | None = None,
     ) -> None:
         self.settings = settings
+        # How long librdkafka keeps retrying a record (default: just past the produce timeout).
+        self.message_timeout_seconds = (
+            settings.produce_timeout_seconds + 1.0
+            if message_timeout_seconds is None
+            else message_timeout_seconds
+        )
         self.client_id = client_id
         self.reconnect_initial_seconds = reconnect_initial_seconds
         self.reconnect_max_seconds = reconnect_max_seconds
@@ -148,7 +184,7 @@ class KafkaBatchProducer:
             "linger.ms": 2,
             # Give up on a record shortly after the request that carried it was answered 503:
             # its sender resends it, so librdkafka need not keep it.
-            "message.timeout.ms": int(s.produce_timeout_seconds * 1000) + 1000,
+            "message.timeout.ms": int(self.message_timeout_seconds * 1000),
             "queue.buffering.max.kbytes": max(1024, 2 * s.max_inflight_bytes // 1024),
             "queue.buffering.max.messages": max(1000, 2 * s.max_inflight_events),
             "error_cb": self._on_error,
@@ -254,6 +290,33 @@ class KafkaBatchProducer:
         except KafkaException as exc:
             raise DeliveryError(f"Kafka refused the write: {exc.args[0]}") from None
         self._records_waiting.set()
+
+    def send_to_partitions(
+        self, topic: str, records: Sequence[tuple[int, bytes, bytes | None]]
+    ) -> asyncio.Future[dict[int, int]]:
+        """Queue ``(partition, key, value)`` records for ``topic`` (``None``: a tombstone) in
+        order; the future resolves to the highest acknowledged offset per partition once Kafka
+        acknowledged them all, or fails with :class:`DeliveryError`. No deadline of its own:
+        librdkafka retries each record for ``message_timeout_seconds``."""
+        loop = asyncio.get_running_loop()
+        client = self._client
+        if client is None:
+            raise DeliveryError("The Kafka producer is not running")
+        if not records:
+            done: asyncio.Future[dict[int, int]] = loop.create_future()
+            done.set_result({})
+            return done
+        pending = _PendingOffsets(len(records), loop)
+        try:
+            for partition, key, value in records:
+                client.produce(topic, value, key, on_delivery=pending.delivered, partition=partition)  # type: ignore[call-arg]
+        except BufferError:
+            raise DeliveryError("The Kafka producer's local queue is full") from None
+        except KafkaException as exc:
+            raise DeliveryError(f"Kafka refused the write: {exc.args[0]}") from None
+        finally:
+            self._records_waiting.set()
+        return pending.future
 
     async def wait_connected(self) -> None:
         """Return once the cluster first answered (see :meth:`start`)."""

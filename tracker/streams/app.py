@@ -35,6 +35,7 @@ from tracker.redisconn import background_client
 from tracker.schema import ErasureRequest, partition_key
 from tracker.settings import Settings
 from tracker.streams import codec, intake, metrics, read_offsets
+from tracker.streams.changelog import ChangelogWriter
 from tracker.streams.control import Control, key_partition
 from tracker.streams.segments import LearnerHost, load_snapshot
 from tracker.streams.trainer import TrainerHost
@@ -84,8 +85,8 @@ def create_app(settings: Settings) -> faust.App:
         broker_commit_interval=settings.worker_commit_interval_seconds,
         broker_session_timeout=session_timeout,
         broker_heartbeat_interval=max(0.5, session_timeout / 5),
-        # Table changes are sent one message per visitor: let them share produce requests.
-        # Nothing waits on them before the Redis write, so this costs no freshness.
+        # Faust's producer carries sessions, rewards, samples and control records (the table's
+        # changes go through tracker.streams.changelog): let them share produce requests.
         producer_linger=PRODUCER_LINGER_SECONDS,
         web_enabled=settings.worker_web_port > 0,
         web_bind=settings.worker_web_host,
@@ -154,7 +155,14 @@ def create_app(settings: Settings) -> faust.App:
         changelog_topic=changelog,
         help="Per-visitor state: profile, open session, recent event ids, erasure tombstone.",
     )
-    table.value_serializer = value_codec  # what table changes are written with
+    table.value_serializer = value_codec  # what Faust would write table changes with
+    changelog_writer = ChangelogWriter(app, settings, changelog.get_topic_name(), table)
+
+    @app.on_before_shutdown.connect
+    async def flush_changelog(sender: faust.App, **kwargs: object) -> None:
+        """After the last batch was acknowledged (Faust waits for that before this signal)."""
+        await changelog_writer.stop()
+
     processor = VisitorProcessor(
         app,
         settings,
@@ -163,6 +171,7 @@ def create_app(settings: Settings) -> faust.App:
         control_topic=control_topic,
         samples_topic=samples_topic if settings.segments_enabled else None,
         rewards_topic=rewards_topic,
+        changelog=changelog_writer,
     )
     app.visitor_processor = processor  # type: ignore[attr-defined]  # for tests and benchmarks
     read_offsets.install(app.consumer, processor.rewinds.target)

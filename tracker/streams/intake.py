@@ -24,14 +24,18 @@ What Faust's loop does per record is kept: its read-offset rule (a record below 
 partition's last delivered offset is a stale fetch after a seek, dropped), gaps in
 the offsets of acknowledged topics, and flow control: on a rebalance Faust suspends
 flow and clears its queues, and the intake is one of them (its records are not
-acknowledged, so the partition's next owner reads them again).
+acknowledged, so the partition's next owner reads them again). As Faust's stream
+iterator does, a record fetched before the latest rebalance (another consumer
+generation) or taken while flow is suspended is skipped, never processed: its
+partition may belong to another worker by now, and a state written from it would
+overwrite that worker's newer one in the changelog.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from faust.transport.consumer import CONSUMER_FETCHING
@@ -55,6 +59,10 @@ class BatchIntake:
         self.batch_wait_seconds = batch_wait_seconds
         self.capacity = batch_max * INTAKE_BATCHES
         self._records: deque[Message] = deque()
+        # Whether records may be processed now, and which consumer generation is current
+        # (set by :func:`install`; the defaults suit a test without Faust).
+        self.flowing: Callable[[], bool] = lambda: True
+        self.generation: Callable[[], int] = lambda: 0
         self._arrived = asyncio.Event()
         self._space = asyncio.Event()
         self._space.set()
@@ -67,6 +75,8 @@ class BatchIntake:
         while len(self._records) >= self.capacity:
             self._space.clear()
             await self._space.wait()
+        if not self.flowing():
+            return  # a rebalance began while this fetch waited: its records are stale
         self._records.extend(records)
         self._arrived.set()
 
@@ -76,10 +86,16 @@ class BatchIntake:
         self._space.set()
 
     def take(self) -> list[Message]:
-        """Up to ``batch_max`` waiting records, oldest first."""
+        """Up to ``batch_max`` waiting records of the current consumer generation, oldest first
+        (none while flow is suspended)."""
         records = self._records
+        if not self.flowing():
+            self.clear()
         count = min(len(records), self.batch_max)
         batch = [records.popleft() for _ in range(count)]
+        generation = self.generation()
+        if any(message.generation_id != generation for message in batch):
+            batch = [message for message in batch if message.generation_id == generation]
         if len(records) < self.capacity:
             self._space.set()
         if not records:
@@ -184,4 +200,6 @@ def install(app: Any, intake: BatchIntake) -> None:
     if not isinstance(consumer, BatchConsumer):
         raise RuntimeError("the Faust consumer was created before the batch intake was installed")
     consumer.intake = intake
+    intake.flowing = app.flow_control.is_active
+    intake.generation = lambda: app.consumer_generation_id
     app.flow_control.manage_queue(intake)

@@ -28,6 +28,7 @@ import asyncio
 import logging
 import time
 import weakref
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,7 @@ from tracker.redisconn import background_client
 from tracker.schema import SessionRecord, parse_tracked
 from tracker.settings import Settings
 from tracker.streams import metrics
+from tracker.streams.changelog import ChangelogRecord, ChangelogWriter
 from tracker.streams.control import Control, key_partition
 from tracker.streams.positions import (
     InputPosition,
@@ -91,12 +93,30 @@ class _Placed:
         self.message = message
 
 
-def _place(message: Message) -> _Placed:
-    """Point ``faust.current_event()`` at ``message``; keep the result alive while it is used
-    (the context variable holds a weak reference, as Faust's streams set it)."""
-    placed = _Placed(message)
-    _current_event.set(weakref.ref(placed))  # type: ignore[arg-type]
-    return placed
+class _Placement:
+    """Points ``faust.current_event()`` at a record of the partition a table change belongs to:
+    a partitioned store (rocksdb) places a change by "the event being processed", and a batch
+    holds records of several partitions. One stand-in per partition, kept alive here (the
+    context variable holds a weak reference, as Faust's streams set it)."""
+
+    def __init__(self) -> None:
+        self._placed: dict[int, _Placed] = {}
+        self._current: int | None = None
+
+    def at(self, message: Message) -> None:
+        partition = message.partition
+        if partition == self._current:
+            return
+        placed = self._placed.get(partition)
+        if placed is None:
+            placed = self._placed[partition] = _Placed(message)
+        _current_event.set(weakref.ref(placed))  # type: ignore[arg-type]
+        self._current = partition
+
+    def end(self) -> None:
+        _current_event.set(None)
+        self._placed.clear()
+        self._current = None
 
 
 # Input partition -> (an offset, a record of that partition).
@@ -118,6 +138,8 @@ class _Batch:
     erasures: list[tuple[bytes, dict[str, Any]]] = field(default_factory=list)
     lifted: set[bytes] = field(default_factory=set)
     received: list[int] = field(default_factory=list)
+    # (event type, outcome) -> records: counted once per batch, not per record.
+    processed: Counter[tuple[str, str]] = field(default_factory=Counter)
     # Input partition -> (next offset to process, the last record of it in this batch).
     positions: _Marks = field(default_factory=dict)
 
@@ -135,6 +157,7 @@ class VisitorProcessor:
         control_topic: faust.TopicT,
         samples_topic: faust.TopicT | None,
         rewards_topic: faust.TopicT | None = None,
+        changelog: ChangelogWriter,
     ) -> None:
         self.app = app
         self.settings = settings
@@ -143,6 +166,7 @@ class VisitorProcessor:
         self.control_topic = control_topic
         self.samples_topic = samples_topic
         self.rewards_topic = rewards_topic
+        self.changelog = changelog
         self.attribution = AttributionConfig.from_settings(settings)
         self.config = profile_config(settings)
         self.retention_ms = settings.profile_retention_seconds * 1000
@@ -170,6 +194,7 @@ class VisitorProcessor:
         return self._redis
 
     async def close(self) -> None:
+        await self.changelog.stop()
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
@@ -241,8 +266,8 @@ class VisitorProcessor:
 
     async def _rewind(self, gaps: _Marks) -> list[asyncio.Future]:
         """Seek each partition with a gap back to its expected record (see
-        :mod:`tracker.streams.positions`); return the changelog writes of moved positions."""
-        durable: list[asyncio.Future] = []
+        :mod:`tracker.streams.positions`); return the changelog write of moved positions."""
+        moved: list[ChangelogRecord] = []
         now = time.monotonic()
         consumer = self.app.consumer
         for tp, (target, first_ahead) in gaps.items():
@@ -276,7 +301,7 @@ class VisitorProcessor:
                 )
             if seek_to != target:
                 metrics.INPUT_RECORDS_LOST.labels(topic=topic).inc(seek_to - target)
-                durable.append(self._set_position(tp, seek_to, first_ahead))
+                moved.append(self._set_position(tp, seek_to, first_ahead))
                 self.rewinds.arrived(tp)
             else:
                 log.warning(
@@ -289,8 +314,7 @@ class VisitorProcessor:
                 )
                 metrics.INPUT_REWINDS.labels(topic=topic).inc()
             await consumer.seek(faust_tp, seek_to)
-        _current_event.set(None)
-        return durable
+        return [await self.changelog.write(moved)] if moved else []
 
     async def retry_rewinds(self) -> None:
         due = self.rewinds.due(time.monotonic())
@@ -335,14 +359,15 @@ class VisitorProcessor:
     def _assigned(self) -> set[TopicPartition]:
         return {(tp.topic, tp.partition) for tp in self.app.consumer.assignment()}
 
-    def _set_position(self, tp: TopicPartition, next_offset: int, message: Message) -> asyncio.Future:
-        """Store a partition's position in the table and its changelog (``message`` is a record
-        of that partition: Faust places the change by it)."""
+    def _set_position(self, tp: TopicPartition, next_offset: int, message: Message) -> ChangelogRecord:
+        """Store a partition's position in the table; return its changelog record (``message`` is
+        a record of that partition: the change is placed by it)."""
         key, position = position_key(*tp), InputPosition(next_offset)
-        placed = _place(message)
+        placement = _Placement()
+        placement.at(message)
         self.table.data[key] = position
-        del placed
-        return self.table.send_changelog(message.partition, key, position)
+        placement.end()
+        return (message.partition, key, position.to_bytes())
 
     # --- 1. fold ----------------------------------------------------------------------------
 
@@ -367,6 +392,8 @@ class VisitorProcessor:
                 self._fold_decision(batch, message, key)
             else:
                 self._fold_control(batch, message, key)
+        for (kind, outcome), count in batch.processed.items():
+            metrics.EVENTS_PROCESSED.labels(type=kind, outcome=outcome).inc(count)
         return batch
 
     def _fold_event(self, batch: _Batch, message: Message, key: bytes) -> None:
@@ -375,13 +402,13 @@ class VisitorProcessor:
         except pydantic.ValidationError:
             # The collector validated it, so this is a producer bug or a schema migration gap:
             # count it and move on rather than stall the partition.
-            metrics.EVENTS_PROCESSED.labels(type="unknown", outcome="invalid").inc()
+            batch.processed["unknown", "invalid"] += 1
             return
         if tracked.server.anonymous:
             # A no-JavaScript pixel hit: its id is random per hit, not a visitor. A profile of one
             # page view would only fill Redis and the table until retention; Kafka keeps it for
             # aggregate analytics. (Flagged bots are profiled: the collector's bot policy decides.)
-            metrics.EVENTS_PROCESSED.labels(type=tracked.event.type.value, outcome="anonymous").inc()
+            batch.processed[tracked.event.type.value, "anonymous"] += 1
             return
         state = self._state(batch, key)
         if state is None:
@@ -389,7 +416,7 @@ class VisitorProcessor:
         if state.partition != message.partition:
             self._check_partitioner(key, message.partition)
         result = state.apply(tracked, partition=message.partition, offset=message.offset, config=self.config)
-        metrics.EVENTS_PROCESSED.labels(type=tracked.event.type.value, outcome=result.outcome).inc()
+        batch.processed[tracked.event.type.value, result.outcome] += 1
         if result.changed:
             batch.changed[key] = (state, message)
             batch.quiet.discard(key)
@@ -530,7 +557,7 @@ class VisitorProcessor:
             # Durable before the state that no longer holds them: a crash re-emits, never loses
             # (the trainer recognises a redelivered reward by its decision id).
             await asyncio.gather(*(self._send_reward(reward) for reward in batch.rewards))
-        durable = self._write_table(batch)
+        durable = [await self.changelog.write(self._write_table(batch))]
         if batch.changed or batch.deleted or batch.rewrite:
             await self._retry("profile write", lambda: self._write_redis(batch))
         if batch.erasures:
@@ -544,31 +571,28 @@ class VisitorProcessor:
             self._send_samples(batch)
         return durable
 
-    def _write_table(self, batch: _Batch) -> list[asyncio.Future]:
-        """Set the changed states in the table and send each to the changelog partition of the
-        visitor (what ``table[key] = state`` does, keeping the futures to wait for).
+    def _write_table(self, batch: _Batch) -> list[ChangelogRecord]:
+        """Set the changed states in the table; return their changelog records, each for the
+        changelog partition of the visitor (what ``table[key] = state`` does, in one batch).
 
-        A partitioned store (rocksdb) places a change by "the event being processed"
-        (``faust.current_event()``, a context variable); a batch holds records of several
-        partitions, so it is pointed at the visitor's own record for each change."""
-        table, store = self.table, self.table.data
-        durable: list[asyncio.Future] = []
-        placed: _Placed | None = None
+        Each change is placed by its visitor's own record (see :class:`_Placement`)."""
+        store = self.table.data
+        records: list[ChangelogRecord] = []
+        placement = _Placement()
         for key, (state, message) in batch.changed.items():
-            placed = _place(message)
+            placement.at(message)
             store[key] = state
-            durable.append(table.send_changelog(message.partition, key, state))
+            records.append((message.partition, key, state.to_bytes()))
         for key, message in batch.deleted.items():
-            placed = _place(message)
+            placement.at(message)
             if key in store:
                 del store[key]
-            durable.append(table.send_changelog(message.partition, key, None, value_serializer="raw"))
+            records.append((message.partition, key, None))
+        placement.end()
         # After the states: a position restored from the changelog implies the states it covers.
         for tp, (next_offset, message) in batch.positions.items():
-            durable.append(self._set_position(tp, next_offset, message))
-        _current_event.set(None)
-        del placed
-        return durable
+            records.append(self._set_position(tp, next_offset, message))
+        return records
 
     async def _send_reward(self, reward: Reward) -> None:
         await self._send_retrying(self.rewards_topic, None, orjson.dumps(reward.to_dict()))
@@ -612,7 +636,9 @@ class VisitorProcessor:
                 continue
             site_id, visitor_id = split_key(key)
             if state.profile is not None:
-                pipe.set(keys.profile(site_id, visitor_id), self._project(state), ex=ttl)
+                # execute_command, not set(): redis-py's argument checks cost more than the SET.
+                profile_key = keys.profile(site_id, visitor_id)
+                pipe.execute_command("SET", profile_key, self._project(state), "EX", ttl)
                 if key in batch.lifted:
                     pipe.delete(keys.erased(site_id, visitor_id))
             elif state.erased is not None:
