@@ -47,7 +47,7 @@ from tracker.models.rewards import AttributionConfig, Feedback, Reward, VisitorR
 from tracker.models.segments import assign, profile_features
 from tracker.models.sessions import SessionRules
 from tracker.models.visitor_state import VisitorState
-from tracker.redisconn import background_client
+from tracker.redisconn import PackedPipeline, background_client
 from tracker.schema import SessionRecord, parse_tracked
 from tracker.settings import Settings
 from tracker.streams import metrics
@@ -630,28 +630,26 @@ class VisitorProcessor:
 
     async def _write_redis(self, batch: _Batch) -> None:
         ttl = self.settings.profile_retention_seconds
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = PackedPipeline()
         for key, (state, _) in batch.changed.items():
             if key in batch.quiet:
                 continue
             site_id, visitor_id = split_key(key)
             if state.profile is not None:
-                # execute_command, not set(): redis-py's argument checks cost more than the SET.
-                profile_key = keys.profile(site_id, visitor_id)
-                pipe.execute_command("SET", profile_key, self._project(state), "EX", ttl)
+                pipe.set_ex(keys.profile(site_id, visitor_id), self._project(state), ttl)
                 if key in batch.lifted:
-                    pipe.delete(keys.erased(site_id, visitor_id))
+                    pipe.command("DEL", keys.erased(site_id, visitor_id))
             elif state.erased is not None:
-                pipe.delete(keys.profile(site_id, visitor_id))
+                pipe.command("DEL", keys.profile(site_id, visitor_id))
                 tombstone = {**state.erased, "done_at": self._now_ms()}
-                pipe.set(keys.erased(site_id, visitor_id), orjson.dumps(tombstone), ex=ttl)
+                pipe.set_ex(keys.erased(site_id, visitor_id), orjson.dumps(tombstone), ttl)
         for key, state in batch.rewrite.items():
             site_id, visitor_id = split_key(key)
-            pipe.set(keys.profile(site_id, visitor_id), self._project(state), ex=ttl)
+            pipe.set_ex(keys.profile(site_id, visitor_id), self._project(state), ttl)
         for key in batch.deleted:
             site_id, visitor_id = split_key(key)
-            pipe.delete(keys.profile(site_id, visitor_id), keys.erased(site_id, visitor_id))
-        await pipe.execute()
+            pipe.command("DEL", keys.profile(site_id, visitor_id), keys.erased(site_id, visitor_id))
+        await pipe.execute(self.redis)
 
     async def _confirm_erasures(self, batch: _Batch) -> None:
         pipe = self.redis.pipeline(transaction=False)
