@@ -6,9 +6,13 @@ group) and measures how fast it drains the backlog into Redis profiles: from its
 first processed event to the last, read from its own ``tracker_worker_events_total``;
 every profile is then checked to hold all of its visitor's events.
 
-Baseline in the same run, on the same backlog: a Faust agent that does nothing
-with the records (same batching, ``noack_take``, acks): the ceiling Faust's consumer
-path sets on this machine whatever the worker does.
+Baselines in the same run, on the same backlog, each a process that does nothing with
+the records but acknowledge them:
+
+- a plain Faust agent (``noack_take`` batches): Faust's per-record delivery, which the
+  worker's input topics no longer take (``tracker/streams/intake.py``);
+- the worker's own delivery path (Faust's consumer with the batch intake): the ceiling the
+  worker's consumer sets on this machine whatever the worker does.
 
     .venv/bin/python bench/streams_throughput.py                      # starts its own Kafka + Redis
     .venv/bin/python bench/streams_throughput.py --events 200000 --workers 2
@@ -81,10 +85,13 @@ async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]
         await producer.stop()
 
 
-def baseline_agent(bootstrap: str, topic: str, n: int, batch: int) -> None:
-    """A Faust agent that only acknowledges (run in its own process); prints its rate."""
+def baseline_agent(bootstrap: str, topic: str, n: int, batch: int, intake: bool) -> None:
+    """A Faust agent that only acknowledges (run in its own process); prints its rate. With
+    ``intake``, its records come through the worker's batch intake instead of its stream."""
     import faust
     from faust.worker import Worker
+
+    from tracker.streams.intake import BatchIntake, install
 
     app = faust.App(
         f"bench-baseline-{uuid.uuid4().hex[:6]}",
@@ -94,29 +101,42 @@ def baseline_agent(bootstrap: str, topic: str, n: int, batch: int) -> None:
         consumer_auto_offset_reset="earliest",
         autodiscover=False,
     )
+    box = BatchIntake([topic], batch_max=batch, batch_wait_seconds=0.005)
+    if intake:
+        install(app, box)
     source = app.topic(topic, key_serializer="raw", value_serializer="raw")
     seen = {"n": 0, "t0": 0.0}
 
+    def count(records: int) -> None:
+        if not seen["n"]:
+            seen["t0"] = time.perf_counter()
+        seen["n"] += records
+        if seen["n"] >= n:
+            sys.stdout.write(f"RATE {n / (time.perf_counter() - seen['t0']):.0f}\n")
+            sys.stdout.flush()
+            os._exit(0)
+
     @app.agent(source)
     async def drain(stream):  # type: ignore[no-untyped-def]
+        if intake:
+            async for messages in box.batches():
+                for message in messages:
+                    app.consumer.ack(message)
+                count(len(messages))
+            return
         async for events in stream.noack_take(batch, 0.005):
-            if not seen["n"]:
-                seen["t0"] = time.perf_counter()
-            seen["n"] += len(events)
             for event in events:
                 await stream.ack(event)
-            if seen["n"] >= n:
-                sys.stdout.write(f"RATE {n / (time.perf_counter() - seen['t0']):.0f}\n")
-                sys.stdout.flush()
-                os._exit(0)
+            count(len(events))
 
     sys.argv = [sys.argv[0], "worker"]
     Worker(app, loglevel="warning").execute_from_commandline()
 
 
-def run_baseline(bootstrap: str, topic: str, n: int, batch: int) -> float:
+def run_baseline(bootstrap: str, topic: str, n: int, batch: int, *, intake: bool) -> float:
+    mode = "intake" if intake else "stream"
     out = subprocess.run(
-        [sys.executable, __file__, "--baseline-agent", bootstrap, topic, str(n), str(batch)],
+        [sys.executable, __file__, "--baseline-agent", bootstrap, topic, str(n), str(batch), mode],
         capture_output=True,
         text=True,
         timeout=600,
@@ -151,8 +171,10 @@ def run(args: argparse.Namespace, bootstrap: str, redis_url: str, logs: Path) ->
         f"(written in {time.perf_counter() - started:.1f}s)"
     )
 
-    baseline = run_baseline(bootstrap, names["events"], args.events, args.batch)
+    baseline = run_baseline(bootstrap, names["events"], args.events, args.batch, intake=False)
     print(f"baseline  Faust agent that only acks:         {baseline:10,.0f} events/s")
+    baseline = run_baseline(bootstrap, names["events"], args.events, args.batch, intake=True)
+    print(f"baseline  batch intake that only acks:        {baseline:10,.0f} events/s")
 
     workers = []
     for n in range(args.workers):
@@ -205,8 +227,8 @@ def run(args: argparse.Namespace, bootstrap: str, redis_url: str, logs: Path) ->
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--baseline-agent":
-        _, _, bootstrap, topic, n, batch = sys.argv
-        baseline_agent(bootstrap, topic, int(n), int(batch))
+        _, _, bootstrap, topic, n, batch, mode = sys.argv
+        baseline_agent(bootstrap, topic, int(n), int(batch), mode == "intake")
         return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
