@@ -111,15 +111,13 @@ class Feedback:
     @classmethod
     def from_event(cls, event: Event, *, received_at: int | None = None) -> Feedback | None:
         """The feedback in a tracked event, or None for event types that are not feedback."""
+        kind = _FEEDBACK_KINDS.get(event.type)
+        if kind is None:  # most events: nothing more to do (this runs for every event)
+            return None
         at = event.ts if received_at is None else min(event.ts, received_at)
-        event_id = str(event.event_id)
-        if event.type == EventType.OFFER_IMPRESSION:
-            return cls("impression", event_id, at, decision_id=event.decision_id, offer_id=event.offer_id)
-        if event.type == EventType.OFFER_CLICK:
-            return cls("click", event_id, at, decision_id=event.decision_id, offer_id=event.offer_id)
-        if event.type == EventType.PURCHASE:
-            return cls("purchase", event_id, at, value=float(event.value))
-        return None
+        if kind == "purchase":
+            return cls(kind, str(event.event_id), at, value=float(event.value))
+        return cls(kind, str(event.event_id), at, decision_id=event.decision_id, offer_id=event.offer_id)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -134,6 +132,13 @@ class Feedback:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Feedback:
         return cls(data["kind"], data["id"], int(data["at"]), data["decision"], data["offer"], data["value"])
+
+
+_FEEDBACK_KINDS: dict[EventType, FeedbackKind] = {
+    EventType.OFFER_IMPRESSION: "impression",
+    EventType.OFFER_CLICK: "click",
+    EventType.PURCHASE: "purchase",
+}
 
 
 @dataclass(frozen=True, slots=True)
