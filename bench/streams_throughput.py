@@ -151,12 +151,20 @@ def run_baseline(bootstrap: str, topic: str, n: int, batch: int, *, intake: bool
     raise RuntimeError(f"baseline agent gave no rate:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
 
 
-def counter(url: str, name: str) -> float:
+def scrape(url: str) -> str:
     try:
-        text = httpx.get(url, timeout=2).text
+        return httpx.get(url, timeout=2).text
     except httpx.HTTPError:
-        return 0.0
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
+        return ""
+
+
+def metric_sum(text: str, name: str) -> float:
+    """The sum of a metric's series (labelled or not) in a Prometheus text exposition."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith((name + "{", name + " "))
+    )
 
 
 def run(args: argparse.Namespace, bootstrap: str, redis_url: str, logs: Path) -> None:
@@ -200,17 +208,22 @@ def run(args: argparse.Namespace, bootstrap: str, redis_url: str, logs: Path) ->
         first = last = None
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
-            done = sum(counter(u, "tracker_worker_events_total") for u in urls)
+            texts = [scrape(u) for u in urls]
             now = time.perf_counter()
+            done = sum(metric_sum(t, "tracker_worker_events_total") for t in texts)
+            cpu = sum(metric_sum(t, "process_cpu_seconds_total") for t in texts)
             if done > 0 and first is None:
-                first = (now, done)
+                first = (now, done, cpu)
             if done >= args.events:
-                last = (now, done)
+                last = (now, done, cpu)
                 break
             time.sleep(POLL_SECONDS)
         if first is None or last is None:
             raise RuntimeError("the worker did not drain the backlog within 15 minutes")
         rate = (last[1] - first[1]) / (last[0] - first[0])
+        # CPU per event: what the worker costs whatever else the machine runs meanwhile (the
+        # rate above also depends on the broker and Redis sharing the two cores).
+        cpu_us = (last[2] - first[2]) / (last[1] - first[1]) * 1e6
         client = redis.Redis.from_url(redis_url)
         visitors = list(per_visitor)
         complete = 0
@@ -222,6 +235,7 @@ def run(args: argparse.Namespace, bootstrap: str, redis_url: str, logs: Path) ->
         client.close()
         label = "worker" if args.workers == 1 else f"{args.workers} workers"
         print(f"{label:9} events -> Redis profiles (batch {args.batch}): {rate:10,.0f} events/s")
+        print(f"{label:9} CPU per event: {cpu_us:.1f} us (= {1e6 / cpu_us:,.0f} events/s per core)")
         print(f"profiles complete: {complete:,} of {len(visitors):,}")
     finally:
         for worker in workers:
