@@ -182,10 +182,11 @@ def run(args: argparse.Namespace, bootstrap: str, redis_url: str, logs: Path) ->
         f"(written in {time.perf_counter() - started:.1f}s)"
     )
 
-    baseline = run_baseline(bootstrap, names["events"], args.events, args.batch, intake=False)
-    print(f"baseline  Faust agent that only acks:         {baseline:10,.0f} events/s")
-    baseline = run_baseline(bootstrap, names["events"], args.events, args.batch, intake=True)
-    print(f"baseline  batch intake that only acks:        {baseline:10,.0f} events/s")
+    if args.baselines:
+        baseline = run_baseline(bootstrap, names["events"], args.events, args.batch, intake=False)
+        print(f"baseline  Faust agent that only acks:         {baseline:10,.0f} events/s")
+        baseline = run_baseline(bootstrap, names["events"], args.events, args.batch, intake=True)
+        print(f"baseline  batch intake that only acks:        {baseline:10,.0f} events/s")
 
     workers = []
     for n in range(args.workers):
@@ -254,6 +255,9 @@ def main() -> None:
     parser.add_argument("--visitors", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=500, help="TRACKER_WORKER_BATCH_MAX")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--no-baselines", dest="baselines", action="store_false", help="measure the worker only"
+    )
     parser.add_argument("--kafka", help="an existing broker (default: start the local stack)")
     parser.add_argument("--redis-url", help="an existing Redis (with --kafka)")
     args = parser.parse_args()
