@@ -288,6 +288,7 @@ def test_metrics_follow_prometheus_naming(worker: Worker) -> None:
         "tracker_worker_duplicates_skipped_total",
         "tracker_worker_consumer_lag_messages",
         "tracker_worker_table_keys",
+        "tracker_worker_intake_records",
     ):
         assert name in text, f"{name} missing from /metrics"
     ours = [line for line in text.splitlines() if line.startswith("tracker_worker")]

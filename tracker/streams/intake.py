@@ -42,6 +42,8 @@ from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import Message
 
+from tracker.streams import metrics
+
 # Fetched records waiting for the worker, in batches of ``batch_max``: enough to keep it busy
 # while the next fetch comes in, little enough that a rebalance drops (and re-reads) little.
 INTAKE_BATCHES = 4
@@ -79,6 +81,7 @@ class BatchIntake:
             return  # a rebalance began while this fetch waited: its records are stale
         self._records.extend(records)
         self._arrived.set()
+        metrics.INTAKE_RECORDS.set(len(self._records))
 
     def clear(self) -> None:
         """Drop what waits (Faust's flow control calls this on a rebalance)."""
@@ -100,6 +103,7 @@ class BatchIntake:
             self._space.set()
         if not records:
             self._arrived.clear()
+        metrics.INTAKE_RECORDS.set(len(records))
         return batch
 
     async def batches(self) -> AsyncIterator[list[Message]]:

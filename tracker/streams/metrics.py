@@ -52,6 +52,10 @@ CONSUMER_LAG = Gauge(
     "Records in a partition this worker consumes that are not committed yet (highwater - committed).",
     ["topic", "partition"],
 )
+INTAKE_RECORDS = Gauge(
+    "tracker_worker_intake_records",
+    "Fetched records of the visitors agent's input topics waiting in this worker for a batch.",
+)
 TABLE_KEYS = Gauge(
     "tracker_worker_table_keys",
     "Keys of a table in this worker's actively assigned partitions.",
