@@ -144,8 +144,10 @@ class KafkaBatchProducer:
         reconnect_max_seconds: float = 10.0,
         client_factory: Callable[[dict[str, Any]], ProducerClient] | None = None,
         message_timeout_seconds: float | None = None,
+        linger_seconds: float = 0.002,
     ) -> None:
         self.settings = settings
+        self.linger_seconds = linger_seconds
         # How long librdkafka keeps retrying a record (default: just past the produce timeout).
         self.message_timeout_seconds = (
             settings.produce_timeout_seconds + 1.0
@@ -180,8 +182,8 @@ class KafkaBatchProducer:
             # The Java client's partitioner (murmur2), as aiokafka and Faust use: a visitor's events,
             # decisions and erasures must land on the same partition number, or ordering breaks.
             "partitioner": "murmur2_random",
-            # A short wait lets concurrent requests share a produce request.
-            "linger.ms": 2,
+            # A short wait lets concurrent requests share a produce request (2 ms by default).
+            "linger.ms": self.linger_seconds * 1000,
             # Give up on a record shortly after the request that carried it was answered 503:
             # its sender resends it, so librdkafka need not keep it.
             "message.timeout.ms": int(self.message_timeout_seconds * 1000),

@@ -32,6 +32,11 @@ log = logging.getLogger(__name__)
 # librdkafka's own default: a broker outage up to this long delays the changelog, not loses it.
 CHANGELOG_MESSAGE_TIMEOUT_SECONDS = 300.0
 
+# Batches of small batches share produce requests. Nothing waits for the changelog before the
+# profile is in Redis, so this costs no freshness (only the records' acknowledgement, and an
+# erasure's confirmation, wait for it).
+CHANGELOG_LINGER_SECONDS = 0.02
+
 # (partition, key, value or None for a tombstone)
 ChangelogRecord = tuple[int, bytes, bytes | None]
 
@@ -45,6 +50,7 @@ class ChangelogWriter:
             settings,
             client_id=f"{settings.worker_app_id}-changelog",
             message_timeout_seconds=CHANGELOG_MESSAGE_TIMEOUT_SECONDS,
+            linger_seconds=CHANGELOG_LINGER_SECONDS,
         )
         self._started = False
 
