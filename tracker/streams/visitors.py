@@ -10,8 +10,9 @@ point loses nothing and counts nothing twice:
 2. write the sessions those records closed to ``sessions`` and wait for Kafka's
    acknowledgement (a session must be durable before the state that says it
    was emitted);
-3. set the changed states in the table (Faust writes them to the changelog), then each
-   input partition's new position, after the states it covers;
+3. set the changed states in the table, then each input partition's new position, and
+   queue them in that order on the changelog (:mod:`tracker.streams.changelog`: a position
+   restored from it implies the states it covers);
 4. write the profiles to Redis in one pipeline (retried until it succeeds);
 5. wait until the changelog writes are acknowledged;
 6. write erasure confirmations, then acknowledge the records.
