@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -81,50 +81,59 @@ class BatchProducer(Protocol):
 
 class _Pending:
     """One batch's outstanding acknowledgements. Delivery reports arrive from ``poll`` on
-    the event loop; the last one resolves the future."""
+    the event loop; the last one resolves the future (with the first refusal, or None)."""
 
     __slots__ = ("error", "future", "remaining")
 
     def __init__(self, count: int, loop: asyncio.AbstractEventLoop) -> None:
         self.remaining = count
         self.error: KafkaError | None = None
-        self.future: asyncio.Future[KafkaError | None] = loop.create_future()
+        self.future: asyncio.Future[Any] = loop.create_future()
 
     def delivered(self, error: KafkaError | None, _message: Any) -> None:
         if error is not None and self.error is None:
             self.error = error
         self.remaining -= 1
         if self.remaining == 0 and not self.future.done():  # the request may have given up already
-            self.future.set_result(self.error)
+            self._resolve()
+
+    def _resolve(self) -> None:
+        self.future.set_result(self.error)
 
 
-class _PendingOffsets:
-    """One batch's outstanding acknowledgements, and the highest offset acknowledged per
-    partition; the last report resolves the future with them, or fails it with the first
-    refusal."""
+class _PendingOffsets(_Pending):
+    """As :class:`_Pending`, also keeping the highest acknowledged offset per partition: the
+    future resolves to them, or fails with :class:`DeliveryError` on the first refusal."""
 
-    __slots__ = ("error", "future", "offsets", "remaining")
+    __slots__ = ("offsets",)
 
     def __init__(self, count: int, loop: asyncio.AbstractEventLoop) -> None:
-        self.remaining = count
-        self.error: KafkaError | None = None
+        super().__init__(count, loop)
         self.offsets: dict[int, int] = {}
-        self.future: asyncio.Future[dict[int, int]] = loop.create_future()
 
     def delivered(self, error: KafkaError | None, message: Any) -> None:
-        if error is not None:
-            if self.error is None:
-                self.error = error
-        else:
+        if error is None:
             partition, offset = message.partition(), message.offset()
             if offset > self.offsets.get(partition, -1):
                 self.offsets[partition] = offset
-        self.remaining -= 1
-        if self.remaining == 0:
-            if self.error is not None:
-                self.future.set_exception(DeliveryError(f"Kafka refused the write: {self.error.str()}"))
-            else:
-                self.future.set_result(self.offsets)
+        super().delivered(error, message)
+
+    def _resolve(self) -> None:
+        if self.error is not None:
+            self.future.set_exception(DeliveryError(f"Kafka refused the write: {self.error.str()}"))
+        else:
+            self.future.set_result(self.offsets)
+
+
+@contextlib.contextmanager
+def _refusals(*, queue_full: str = "The Kafka producer's local queue is full") -> Iterator[None]:
+    """librdkafka's immediate refusals of ``produce``, as :class:`DeliveryError`."""
+    try:
+        yield
+    except BufferError:
+        raise DeliveryError(queue_full) from None
+    except KafkaException as exc:
+        raise DeliveryError(f"Kafka refused the write: {exc.args[0]}") from None
 
 
 class KafkaBatchProducer:
@@ -254,12 +263,10 @@ class KafkaBatchProducer:
                 client = await self._wait_connected()
                 pending = _Pending(len(records), asyncio.get_running_loop())
                 try:
-                    for record in records:
-                        client.produce(record.topic, record.value, record.key, on_delivery=pending.delivered)
-                except BufferError:
-                    raise DeliveryError("The Kafka producer's local queue is full; retry later") from None
-                except KafkaException as exc:
-                    raise DeliveryError(f"Kafka refused the write: {exc.args[0]}") from None
+                    with _refusals(queue_full="The Kafka producer's local queue is full; retry later"):
+                        delivered = pending.delivered
+                        for record in records:
+                            client.produce(record.topic, record.value, record.key, on_delivery=delivered)
                 finally:
                     self._records_waiting.set()  # wake the poller for what was queued
                 error = await pending.future
@@ -283,14 +290,10 @@ class KafkaBatchProducer:
         client = self._client
         if client is None:
             raise DeliveryError("The Kafka producer is not running")
-        try:
+        with _refusals():
             client.produce(
                 record.topic, record.value, record.key, on_delivery=lambda error, _: on_delivered(error)
             )
-        except BufferError:
-            raise DeliveryError("The Kafka producer's local queue is full") from None
-        except KafkaException as exc:
-            raise DeliveryError(f"Kafka refused the write: {exc.args[0]}") from None
         self._records_waiting.set()
 
     def send_to_partitions(
@@ -310,12 +313,9 @@ class KafkaBatchProducer:
             return done
         pending = _PendingOffsets(len(records), loop)
         try:
-            for partition, key, value in records:
-                client.produce(topic, value, key, on_delivery=pending.delivered, partition=partition)  # type: ignore[call-arg]
-        except BufferError:
-            raise DeliveryError("The Kafka producer's local queue is full") from None
-        except KafkaException as exc:
-            raise DeliveryError(f"Kafka refused the write: {exc.args[0]}") from None
+            with _refusals():
+                for partition, key, value in records:
+                    client.produce(topic, value, key, on_delivery=pending.delivered, partition=partition)  # type: ignore[call-arg]
         finally:
             self._records_waiting.set()
         return pending.future

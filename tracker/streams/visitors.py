@@ -195,7 +195,6 @@ class VisitorProcessor:
         return self._redis
 
     async def close(self) -> None:
-        await self.changelog.stop()
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
