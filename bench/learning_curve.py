@@ -27,7 +27,7 @@ import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=1_000, help="impressions per curve point")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (processes)")
     parser.add_argument("--out", type=Path, default=ROOT / "var" / "bench" / "learning_curve.json")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a LearningConfig or PolicyConfig field, e.g. mean_gap_ms=20 or epsilon_start=0.2 (repeatable)",
+    )
+    parser.add_argument(
+        "--pipeline-timing",
+        action="store_true",
+        help="simulate bench/learning_pipeline.py's time scale: 50 visits/s, 5 s window, clicks within 2 s",
+    )
     args = parser.parse_args(argv)
 
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -63,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint=args.checkpoint,
         window=args.window,
     )
+    changes = (PIPELINE_TIMING if args.pipeline_timing else []) + args.set
+    try:
+        base = with_settings(base, changes)
+    except ValueError as exc:
+        parser.error(str(exc))
     configs = [replace(base, seed=seed) for seed in seeds]
     print(
         f"learning curve: {len(seeds)} run(s) of {args.impressions:,} impressions, slot {base.slot!r}, "
@@ -83,6 +100,36 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps({"runs": reports}, indent=1))
     print(f"curves written to {args.out}")
     return 0
+
+
+# bench/learning_pipeline.py's time scale, simulated: visits 20 ms apart (a shopper's visits fall
+# in one session), FAST_LEARNING's 5 s window and 1 s model publication, clicks within 2 s.
+PIPELINE_TIMING = [
+    "mean_gap_ms=20",
+    "attribution_window_ms=5000",
+    "max_click_delay_ms=2000",
+    "publish_every_ms=1000",
+]
+
+
+def with_settings(config: LearningConfig, changes: list[str]) -> LearningConfig:
+    """``config`` with ``NAME=VALUE`` changes to its own or its policy's fields (typed as the default)."""
+    own: dict[str, Any] = {}
+    policy: dict[str, Any] = {}
+    for change in changes:
+        name, sep, raw = change.partition("=")
+        if not sep:
+            raise ValueError(f"--set {change!r}: expected NAME=VALUE")
+        for target, values in ((config, own), (config.policy, policy)):
+            if name in {f.name for f in fields(target)}:
+                current = getattr(target, name)
+                kind = type(current) if current is not None else int
+                values[name] = None if raw.lower() in ("", "none") else kind(raw)
+                break
+        else:
+            known = sorted(f.name for f in (*fields(config), *fields(config.policy)))
+            raise ValueError(f"--set {name!r}: not a setting; one of {', '.join(known)}")
+    return replace(config, **own, policy=replace(config.policy, **policy))
 
 
 def print_curve(report: dict[str, Any], *, every: int) -> None:

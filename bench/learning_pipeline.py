@@ -12,15 +12,16 @@ random, most-popular, rule-based and oracle policies.
 
 Times are real, so the product runs with a short attribution window (5 s: the
 simulated clicks come within 2 s), emits due rewards within a second (sweep every
-1 s) and publishes a model every 2 s or 250 rewards; segments are learned and
-published as in production, every 30 s (``FAST_LEARNING`` in tracker/sim/pipeline.py).
+1 s), publishes a model every second or 250 rewards and the API picks it up within
+half a second; segments are learned and published as in production, every 30 s
+(``FAST_LEARNING`` in tracker/sim/pipeline.py).
 
-On 2 cores the whole loop runs at 33-67 visits/s depending on the machine (8-15 minutes for
-30,000): ``--rate`` is an upper bound.
+On 2 cores the whole loop runs at 33-67 visits/s depending on the machine (9-18 minutes for
+36,000): ``--rate`` is an upper bound.
 
 Usage::
 
-    .venv/bin/python bench/learning_pipeline.py                       # 30,000 visits, drift at 22,000
+    .venv/bin/python bench/learning_pipeline.py                       # 36,000 visits, drift at 24,000
     .venv/bin/python bench/learning_pipeline.py --impressions 6000 --drift-at 0 --rate 80
 
 Writes the report (the layout of ``bench/learning_curve.py``'s, with
@@ -54,8 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--impressions", type=int, default=30_000, help="visits, one offer request each")
-    parser.add_argument("--drift-at", type=int, default=22_000, help="0: no drift")
+    parser.add_argument("--impressions", type=int, default=36_000, help="visits, one offer request each")
+    # The checkpoint is the CTR over the 4,000 impressions after 20,000 (the in-process bench's
+    # window); the drift comes after it, and leaves 12,000 impressions to recover.
+    parser.add_argument("--drift-at", type=int, default=24_000, help="0: no drift")
     parser.add_argument("--checkpoint", type=int, default=20_000)
     parser.add_argument("--window", type=int, default=1_000, help="impressions per curve point")
     parser.add_argument("--seed", type=int, default=7)
@@ -105,8 +108,22 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {done:,} visits, {time.monotonic() - started:.0f} s", flush=True)
 
         report = asyncio.run(run.run(progress=progress))
+        # Nothing accepted is lost: once the last windows closed, every banner shown is a reward
+        # and every click a clicked one.
+        time.sleep(settings.attribution_window_seconds + settings.attribution_lateness_seconds + 3)
+        shown = sum(1 for p, _, _ in run.ours.values() if p > 0)
+        clicked = sum(1 for _, c, _ in run.ours.values() if c)
+        report["feedback"] = {
+            "banners_shown": shown,
+            "clicks": clicked,
+            "rewards": _metric_sum(worker_metrics, "tracker_worker_rewards_total", impressed="true"),
+            "rewards_clicked": _metric_sum(
+                worker_metrics, "tracker_worker_rewards_total", impressed="true", clicked="true"
+            ),
+        }
         report["trainer_updates"] = _metric(worker_metrics, "tracker_trainer_model_updates")
         report["segments"] = run.segment_purity(_stored_segments(local.redis_url, run))
+        report["exploration_restarts"] = _published_restarts(local.redis_url, settings.worker_app_id)
         report["settings_changed"] = args.set
         print(f"services' logs: {log_dir}")
 
@@ -117,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         f"segments vs hidden types: weighted purity {segments['weighted_purity']}, "
         f"unsegmented {segments['unsegmented']}: {segments['by_segment']}"
     )
+    print(f"feedback, simulated site vs the worker's rewards: {report['feedback']}")
     if report["failures"]:
         print(f"visits that failed (counted as no banner): {report['failures']}")
     print(
@@ -141,6 +159,33 @@ def _stored_segments(redis_url: str, run: PipelineRun) -> dict[str, int | None]:
     ids = [shopper.visitor_id for shopper in run.crowd.shoppers]
     raw = client.mget([keys.profile(SITE_ID, visitor_id) for visitor_id in ids]) if ids else []
     return {v: orjson.loads(r).get("segment") for v, r in zip(ids, raw, strict=True) if r is not None}
+
+
+def _published_restarts(redis_url: str, app_id: str) -> int | None:
+    """How often the trainer restarted exploration (drift), read from the published model."""
+    import redis
+
+    from tracker import keys
+    from tracker.models.learner import decode_snapshot
+
+    client = redis.Redis.from_url(redis_url)
+    version = client.get(keys.click_model_current(app_id))
+    raw = client.get(keys.click_model(app_id, version.decode())) if version is not None else None
+    return decode_snapshot(raw).restarts if raw is not None else None
+
+
+def _metric_sum(url: str, name: str, **labels: str) -> float | None:
+    """The sum of ``name``'s samples whose labels include ``labels`` (None when unreachable)."""
+    try:
+        text = httpx.get(url, timeout=5.0).text
+    except httpx.HTTPError:
+        return None
+    wanted = [f'{key}="{value}"' for key, value in labels.items()]
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") and all(label in line for label in wanted)
+    )
 
 
 def _metric(url: str, name: str) -> float | None:

@@ -17,7 +17,7 @@ stalled server is charged for the requests that queue up behind it, not only
 for the one it is slow on. Connections are HTTP/1.1 keep-alive; a request
 waits for a free connection when all are busy (and that wait counts).
 
-    .venv/bin/python bench/offer_api_latency.py                 # full run (about 2 minutes)
+    .venv/bin/python bench/offer_api_latency.py                 # full run (about 4 minutes)
     .venv/bin/python bench/offer_api_latency.py --rates 1000 --duration 10
     .venv/bin/python bench/offer_api_latency.py --api-url http://127.0.0.1:8002 \\
         --redis-url redis://127.0.0.1:6379/0                     # against running services
@@ -30,6 +30,7 @@ import asyncio
 import json
 import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -229,14 +230,30 @@ def cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_loadgen(url: str, api_pid: int | None = None, **options: Any) -> dict[str, Any]:
-    """One load-generator process; adds the API's CPU time per request when its pid is known."""
+def run_loadgen(
+    url: str, api_pid: int | None = None, *, pids: dict[str, int] | None = None, **options: Any
+) -> dict[str, Any]:
+    """One load-generator process; adds the API's CPU time per request when its pid is known, and
+    each process's share of a core over the run (``pids``, and the load generator's own)."""
     argv = [sys.executable, __file__, "loadgen", "--url", url]
     for name, value in options.items():
         argv += [f"--{name.replace('_', '-')}", str(value)]
     before = cpu_seconds(api_pid)
+    processes_before = {name: cpu_seconds(pid) or 0.0 for name, pid in (pids or {}).items()}
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
     out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=600)
+    wall = time.monotonic() - started
     result = json.loads(out.stdout.strip().splitlines()[-1])
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    shares = {
+        name: round(100 * ((cpu_seconds(pids[name]) or 0.0) - spent) / wall)
+        for name, spent in processes_before.items()
+        if pids
+    }
+    loadgen = children.ru_utime + children.ru_stime - children_before.ru_utime - children_before.ru_stime
+    shares["loadgen"] = round(100 * loadgen / wall)
+    result["cpu_percent"] = shares
     if before is not None:
         spent = cpu_seconds(api_pid) - before  # warm-up included: an upper bound per request
         total = result.get("requests") or result["completed"]
@@ -324,8 +341,8 @@ def scrape(api_url: str) -> dict[str, float]:
 
 
 @contextmanager
-def full_stack() -> Iterator[tuple[str, str, int | None]]:
-    """Kafka, Redis and every service as separate processes; yields (api_url, redis_url, api pid)."""
+def full_stack() -> Iterator[tuple[str, str, dict[str, int]]]:
+    """Kafka, Redis and every service as separate processes; yields (api_url, redis_url, pids by name)."""
     from tracker.devstack.services import SERVICES, ServiceProcess, on_free_ports
     from tracker.devstack.stack import LocalStack
     from tracker.settings import Settings
@@ -334,14 +351,17 @@ def full_stack() -> Iterator[tuple[str, str, int | None]]:
     with ExitStack() as stack:
         local = stack.enter_context(LocalStack(settings=Settings(environment="development")))
         settings = on_free_ports(local.service_settings(), app="bench")
-        api_pid = None
+        pids = {"kafka": local.kafka.pid, "redis": local.redis.pid}
         for name in SERVICES:
             service = ServiceProcess(name, settings, log_dir)
             service.start(timeout=120)
             stack.callback(service.stop)
-            if name == "api":
-                api_pid = service.process.pid
-        yield f"http://{settings.api_host}:{settings.api_port}", local.redis_url, api_pid
+            pids[name] = service.process.pid
+        yield (
+            f"http://{settings.api_host}:{settings.api_port}",
+            local.redis_url,
+            {name: pid for name, pid in pids.items() if pid is not None},
+        )
 
 
 def machine() -> str:
@@ -349,6 +369,12 @@ def machine() -> str:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     return f"{cpus} CPUs, {mem:.0f} GiB, Python {sys.version.split()[0]}, load average {load}"
+
+
+def shares(result: dict[str, Any]) -> str:
+    """Each process's share of a core over one run, largest first: ``api 74, kafka 40, ...``."""
+    cpu = result.get("cpu_percent") or {}
+    return ", ".join(f"{name} {percent}" for name, percent in sorted(cpu.items(), key=lambda kv: -kv[1]))
 
 
 def fmt(result: dict[str, Any]) -> str:
@@ -364,6 +390,13 @@ def main() -> None:
     parser.add_argument("--rates", default="500,1000,2000", help="comma-separated requests per second")
     parser.add_argument("--duration", type=float, default=20, help="measured seconds per rate")
     parser.add_argument("--warmup", type=float, default=3, help="unmeasured seconds before each run")
+    parser.add_argument(
+        "--stack-warmup",
+        type=float,
+        default=60,
+        help="unmeasured seconds of offer requests at 1,000/s before the first run: a fresh Kafka "
+        "broker spends its first minute compiling itself (JIT), which a long-running one does not",
+    )
     parser.add_argument("--visitors", type=int, default=10_000)
     parser.add_argument("--saturation-connections", type=int, default=32)
     parser.add_argument("--api-url", help="an offer API already running (then also --redis-url)")
@@ -397,10 +430,12 @@ def main() -> None:
         if args.api_url:
             if not args.redis_url:
                 parser.error("--api-url needs --redis-url (to store the benchmark's profiles)")
-            api_url, redis_url, api_pid = args.api_url.rstrip("/"), args.redis_url, args.api_pid
+            api_url, redis_url = args.api_url.rstrip("/"), args.redis_url
+            pids = {"api": args.api_pid} if args.api_pid else {}
         else:
             print("starting Kafka, Redis, worker, collector and offer API ...", file=sys.stderr)
-            api_url, redis_url, api_pid = stack.enter_context(full_stack())
+            api_url, redis_url, pids = stack.enter_context(full_stack())
+        api_pid = pids.get("api")
         if args.api_priority and api_pid:
             # As a deployment gives the API CPU of its own (Kubernetes requests, a node of its
             # own): here, a higher priority than the stream worker, Kafka and Redis on the same cores.
@@ -412,16 +447,39 @@ def main() -> None:
             "machine": machine(),
             "api_niceness": api_niceness,
             "redis_get": redis_baseline(redis_url),
+            "stack_warmup_seconds": args.stack_warmup,
             "runs": [],
         }
+        if args.stack_warmup > 0:
+            print(
+                f"warming the stack up: offers at 1,000 req/s for {args.stack_warmup:g} s ...",
+                file=sys.stderr,
+            )
+            warm = run_loadgen(
+                api_url,
+                kind="offers",
+                rate=1000,
+                duration=args.stack_warmup,
+                warmup=0,
+                visitors=args.visitors,
+            )
+            results["stack_warmup"] = warm
         before = scrape(api_url)
         for rate in rates:
             for kind in ("healthz", "offers"):
                 print(f"{kind} at {rate:.0f} req/s ...", file=sys.stderr)
-                results["runs"].append(run_loadgen(api_url, api_pid, kind=kind, rate=rate, **common))
+                results["runs"].append(
+                    run_loadgen(api_url, api_pid, pids=pids, kind=kind, rate=rate, **common)
+                )
         print("saturation ...", file=sys.stderr)
         saturation = run_loadgen(
-            api_url, api_pid, kind="offers", mode="closed", connections=args.saturation_connections, **common
+            api_url,
+            api_pid,
+            pids=pids,
+            kind="offers",
+            mode="closed",
+            connections=args.saturation_connections,
+            **common,
         )
         results["saturation"] = saturation
         after = scrape(api_url)
@@ -434,17 +492,27 @@ def main() -> None:
         r = results["redis_get"]
         print(f"Redis GET round trip (redis-benchmark, 1 client): p50 {r.get('p50_latency_ms')} ms, "
               f"p99 {r.get('p99_latency_ms')} ms, {r.get('rps')} req/s")  # fmt: skip
-    print("\n| rate (req/s) | endpoint | p50 ms | p99 ms | p99.9 ms | max ms | errors | API CPU/request |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    if "stack_warmup" in results:
+        w = results["stack_warmup"]
+        print(
+            f"stack warm-up ({args.stack_warmup:g} s at 1,000 req/s, not measured): p99 {w['p99_ms']:.1f} ms"
+        )
+    print(
+        "\n| rate (req/s) | endpoint | p50 ms | p99 ms | p99.9 ms | max ms | errors | API CPU/request "
+        "| CPU, % of a core |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for run in results["runs"]:
         endpoint = "/healthz (baseline)" if run["kind"] == "healthz" else "/v1/offers"
         cpu = run.get("api_cpu_us_per_request")
         cpu_text = f"{cpu:.0f} µs" if cpu is not None else "n/a"
-        print(f"| {run['rate']:.0f} | {endpoint} | {fmt(run)} | {run['errors']} | {cpu_text} |")
+        print(
+            f"| {run['rate']:.0f} | {endpoint} | {fmt(run)} | {run['errors']} | {cpu_text} | {shares(run)} |"
+        )
     s = results["saturation"]
     print(
         f"\nsaturation ({s['connections']} connections, closed loop): {s['throughput_rps']:.0f} req/s, "
-        f"p50 {s['p50_ms']:.2f} ms, p99 {s['p99_ms']:.2f} ms, errors {s['errors']}"
+        f"p50 {s['p50_ms']:.2f} ms, p99 {s['p99_ms']:.2f} ms, errors {s['errors']}; CPU {shares(s)}"
     )
     print("offer API counters during the run:", json.dumps(results["api_counters"], sort_keys=True))
     if args.json:

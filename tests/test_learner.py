@@ -166,7 +166,7 @@ def test_snapshot_is_plain_json_with_a_schema_version() -> None:
     ("change", "message"),
     [
         (lambda s: s.update(schema="other"), "not a click-model snapshot"),
-        (lambda s: s.update(schema_version=99), "layout 99 is not 1"),
+        (lambda s: s.update(schema_version=99), "layout 99 is not one this release reads"),
         (lambda s: s.update(features_version=0), "features version 0"),
         (lambda s: s["state"]["weights"].update(match=42.0), "content hashes to"),
         (lambda s: s.pop("state"), "malformed"),
@@ -212,3 +212,36 @@ def test_restart_exploration_is_part_of_the_snapshot() -> None:
     assert (restored.restarts, restored.exploration_age) == (1, 0)
     model.learn_one({"x": 1.0}, False)
     assert model.exploration_age == 1
+
+
+def test_tallies_count_each_offer_per_strongest_interest_and_survive_a_snapshot() -> None:
+    model = ClickModel()
+    shoes = offer_features(context_parts(DecisionContext(interests={"shoes": 9.0})), OFFERS[2])
+    unknown = offer_features(context_parts(DecisionContext()), OFFERS[2])
+    offer_id = OFFERS[2].id
+    for clicked in (True, False, False, False):
+        model.learn_one(shoes, clicked, offer_id=offer_id)
+    model.learn_one(unknown, True, offer_id=offer_id)
+    model.learn_one(shoes, True)  # no offer id: not tallied
+    assert model.tally(f"{offer_id}|top=shoes") == (4.0, 1.0)
+    assert model.tally(f"{offer_id}|top=-") == (1.0, 1.0)
+    assert model.ceiling(f"{offer_id}|top=books", z=2.0) == 1.0, "never tried: anything is plausible"
+    restored = decode_snapshot(encode_snapshot(model.to_snapshot()))
+    assert restored.tally(f"{offer_id}|top=shoes") == (4.0, 1.0) and restored.version == model.version
+    # Eighty more misses rule out a rate above 10 %; restarting exploration (drift) forgets them.
+    for _ in range(80):
+        model.learn_one(shoes, False, offer_id=offer_id)
+    assert model.ceiling(f"{offer_id}|top=shoes", z=2.0) < 0.1
+    model.restart_exploration()
+    assert model.tally(f"{offer_id}|top=shoes") == (0.0, 0.0)
+
+
+def test_a_layout_1_snapshot_still_loads() -> None:
+    """Snapshots published before the tallies existed (layout 1) load, with none."""
+    model = ClickModel()
+    x = {"run": 1.0, "match=interest": 0.5}
+    for clicked in (True, False, False):
+        model.learn_one(x, clicked)  # no offer id: no tallies, so the content is layout 1's
+    snapshot = model.to_snapshot() | {"schema_version": 1}
+    restored = ClickModel.from_snapshot(snapshot)
+    assert restored.predict_one(x) == model.predict_one(x) and restored.tally("run|top=-") == (0.0, 0.0)

@@ -360,7 +360,7 @@ def test_restarted_exploration_explores_harder() -> None:
     before = run(DecisionContext(), model=model, config=config).epsilon
     model.restart_exploration()
     after = run(DecisionContext(), model=model, config=config).epsilon
-    assert before < config.epsilon_start and after == config.epsilon_restart
+    assert before < config.epsilon_start and after == pytest.approx(config.epsilon_restart)
 
 
 @pytest.mark.parametrize(
@@ -481,3 +481,52 @@ def test_defaults_carry_features_only_when_the_context_is_known() -> None:
     assert unavailable.features == features_for(ctx, unavailable.offer), "learnable: the context is real"
     fallback = fallback_decision(SHOP, SLOT, DecisionContext(), reason="redis_unavailable", now_ms=NOW)
     assert fallback.features == {}, "Redis was down: the visitor only looks new, so nothing to learn"
+
+
+# --- Exploration that rules offers out ----------------------------------------------------------------
+
+
+def test_exploration_spends_little_on_offers_ruled_out_for_this_kind_of_visitor() -> None:
+    """pan was shown 60 times to shoe lovers and never clicked: it cannot plausibly beat run's
+    estimate for them, so exploration gives it a tenth of a plausible offer's share; for book
+    lovers nothing was learned yet, and exploration stays uniform."""
+    model = biased_model(run=-1.5, pan=-2.0, tent=-2.0, book=-2.0, welcome=-2.0)
+    shoe_lover = DecisionContext(interests={"shoes": 9.0}, device="desktop")
+    pan = SHOP.get("pan")
+    assert pan is not None
+    for _ in range(60):
+        model.learn_one(features_for(shoe_lover, pan), False, offer_id="pan")
+    config = PolicyConfig(holdout_percent=0.0, epsilon_start=0.5, epsilon_min=0.5, epsilon_restart=0.5)
+
+    decision = run(shoe_lover, model=model, config=config)
+    by_offer = {c.offer_id: c.probability for c in decision.candidates}
+    assert sum(by_offer.values()) == pytest.approx(1.0)
+    assert by_offer["pan"] == pytest.approx(by_offer["tent"] / 10)
+    assert by_offer["tent"] == by_offer["book"] == by_offer["welcome"]
+    assert by_offer["run"] == pytest.approx(0.5 + by_offer["tent"])
+    eligible = [c.offer_id for c in decision.candidates if c.excluded is None]
+    assert action_probabilities(SHOP, eligible, shoe_lover, model, config) == by_offer
+
+    book_lover = DecisionContext(interests={"books": 9.0}, device="desktop")
+    uniform = {c.probability for c in run(book_lover, model=model, config=config).candidates}
+    assert len(uniform) == 2, "the greedy offer and four equal shares"
+
+    # The draws follow the stated probabilities.
+    shown = Counter(run(shoe_lover, model=model, config=config, seed=s).offer.id for s in range(3000))  # type: ignore[union-attr]
+    assert shown["pan"] / 3000 == pytest.approx(by_offer["pan"], abs=0.01)
+    assert shown["tent"] / 3000 == pytest.approx(by_offer["tent"], abs=0.03)
+
+
+def test_ruled_out_offers_keep_a_chance() -> None:
+    with pytest.raises(ValueError, match="every candidate keeps a chance"):
+        PolicyConfig(ruled_out_weight=0.0)
+    uniform = PolicyConfig(
+        holdout_percent=0.0, epsilon_start=0.5, epsilon_min=0.5, epsilon_restart=0.5, ceiling_z=0.0
+    )
+    model = biased_model(run=-1.5, pan=-2.0)
+    shoe_lover = DecisionContext(interests={"shoes": 9.0}, device="desktop")
+    pan = SHOP.get("pan")
+    assert pan is not None
+    for _ in range(60):
+        model.learn_one(features_for(shoe_lover, pan), False, offer_id="pan")
+    assert len({c.probability for c in run(shoe_lover, model=model, config=uniform).candidates}) == 2

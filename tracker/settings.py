@@ -233,8 +233,14 @@ class Settings(BaseSettings):
     # explore_epsilon_restart.
     explore_epsilon_start: float = Field(default=0.1, ge=0, le=1)
     explore_epsilon_min: float = Field(default=0.02, ge=0, le=1)
-    explore_decay_updates: int = Field(default=5_000, ge=1)
+    explore_decay_updates: int = Field(default=3_000, ge=1)
     explore_epsilon_restart: float = Field(default=0.2, ge=0, le=1)
+    # An offer is ruled out for visitors with the same strongest interest once its click rate
+    # among them is below the greedy choice's estimate by this many standard errors (Wilson upper
+    # bound); it then keeps explore_ruled_out_weight of a plausible offer's exploration share.
+    # 0 explores uniformly.
+    explore_ceiling_z: float = Field(default=2.0, ge=0)
+    explore_ruled_out_weight: float = Field(default=0.1, gt=0, le=1)
 
     # Largest relative score change an offer's margin can make (margin only breaks near-ties).
     offer_margin_weight: float = Field(default=0.02, ge=0, le=0.5)
@@ -251,6 +257,8 @@ class Settings(BaseSettings):
     model_learning_rate: float = Field(default=0.05, gt=0, le=1)
     model_publish_every_updates: int = Field(default=1_000, ge=1)
     model_publish_seconds: float = Field(default=10.0, gt=0)
+    # How often each offer API replica checks the click-model pointer in Redis (one GET).
+    model_refresh_seconds: float = Field(default=2.0, gt=0, le=3600)
 
     # --- Demo shop (tracker up) ------------------------------------------------
     # Where the demo shop of `tracker up` listens (its pages embed the browser snippet).

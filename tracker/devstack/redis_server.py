@@ -103,3 +103,7 @@ class RedisServer:
         if self._process is not None:
             self._process.stop(timeout=10)
             self._process = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None

@@ -190,6 +190,8 @@ class ContextParts:
     # Interest level per category, for the shared ``match=interest`` feature.
     levels: Mapping[str, float]
     page_category: str | None
+    # The visitor's strongest interest (None: no interests yet): half of the exploration tally's key.
+    top: str | None = None
 
 
 def interest_levels(interests: Mapping[str, float]) -> dict[str, float]:
@@ -226,7 +228,11 @@ def context_parts(ctx: DecisionContext) -> ContextParts:
         crosses.append((f"top={top[0][0]}", 1.0))
     crosses.extend((f"int={category}", level) for category, level in top)
     return ContextParts(
-        crosses=tuple(crosses), coarse=tuple(coarse), levels=levels, page_category=ctx.page_category
+        crosses=tuple(crosses),
+        coarse=tuple(coarse),
+        levels=levels,
+        page_category=ctx.page_category,
+        top=top[0][0] if top else None,
     )
 
 
@@ -249,6 +255,25 @@ def offer_features(parts: ContextParts, offer: Offer) -> dict[str, float]:
         if parts.page_category is not None and parts.page_category in offer.categories:
             x[MATCH_PAGE] = 1.0
     return x
+
+
+def tally_key(offer_id: str, top: str | None) -> str:
+    """The key under which the click model tallies how ``offer_id`` did with visitors whose
+    strongest interest is ``top`` (the policy's exploration asks it; see ``ClickModel.ceiling``).
+
+    >>> tally_key("run", "shoes"), tally_key("run", None)
+    ('run|top=shoes', 'run|top=-')
+    """
+    return f"{offer_id}|top={top or '-'}"
+
+
+def tally_key_of(x: Mapping[str, float], offer_id: str) -> str:
+    """:func:`tally_key` read back from the features :func:`offer_features` built for ``offer_id``."""
+    prefix = offer_id + "|top="
+    for name in x:
+        if name.startswith(prefix):
+            return name
+    return prefix + "-"
 
 
 def features_for(ctx: DecisionContext, offer: Offer) -> dict[str, float]:

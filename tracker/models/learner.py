@@ -18,14 +18,15 @@ value of the purchases attributed to them, shrunk towards the overall value
 per click (:meth:`ClickModel.value_per_click`). The policy may weight the
 click probability by it.
 
-Snapshot layout (``schema_version`` 1)::
+Snapshot layout (``schema_version`` 2; 1 had no ``tallies``)::
 
-    {"schema": "tracker.click_model", "schema_version": 1, "features_version": 1,
+    {"schema": "tracker.click_model", "schema_version": 2, "features_version": 1,
      "version": "0000001234-3f9a0c1d2e", "created_ms": ..., "meta": {...},
      "learner": {"class": "river.linear_model.LogisticRegression", "optimizer": "river.optim.SGD",
                  "river": "0.26.1", "learning_rate": 0.05, "intercept_learning_rate": 0.01,
                  "l2": 0.0, "intercept_init": -3.5, "clip_gradient": 1e12, "value_prior_clicks": 5.0},
-     "state": {"intercept": ..., "n_iterations": ..., "weights": {"run|seg=2": 0.41, ...}},
+     "state": {"intercept": ..., "n_iterations": ..., "weights": {"run|seg=2": 0.41, ...},
+               "explore_from": 0, "restarts": 0, "tallies": {"run|top=shoes": [310, 38], ...}},
      "updates": 1234, "clicks": 87, "values": {"run": [31, 1520.0], ...}}
 
 ``version`` is ``<updates, 10 digits>-<hash of learner settings and state>``:
@@ -54,10 +55,12 @@ from typing import Any
 import river
 from river import linear_model, optim, utils
 
-from tracker.models.features import FEATURES_VERSION, MATCH_INTEREST, MATCH_PAGE
+from tracker.models.features import FEATURES_VERSION, MATCH_INTEREST, MATCH_PAGE, tally_key_of
 
 SNAPSHOT_SCHEMA = "tracker.click_model"
-SNAPSHOT_SCHEMA_VERSION = 1
+# 2 added the exploration tallies (``state.tallies``); a layout-1 snapshot is read as having none.
+SNAPSHOT_SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)
 
 # The untrained model's beliefs: a banner is clicked ~3% of the time (logit -3.5), more when the
 # visitor likes the offer's categories or is on a page about them. These are where learning starts.
@@ -115,6 +118,9 @@ class ClickModel:
         # Update count at which exploration (re)started: the policy's epsilon decays from there.
         self._explore_from = 0
         self._restarts = 0
+        # tally key (features.tally_key: offer x strongest interest) -> [impressions, clicks] learned
+        # since exploration (re)started: what the policy's exploration reads (:meth:`ceiling`).
+        self._tallies: dict[str, list[float]] = {}
         self._overall_value: float | None = None
         self._version: str | None = None
 
@@ -140,6 +146,34 @@ class ClickModel:
             self._overall_value = total_value / total_clicks if total_clicks else 0.0
         clicks, value = self._values.get(offer_id, (0.0, 0.0))
         return (value + self.value_prior_clicks * self._overall_value) / (clicks + self.value_prior_clicks)
+
+    def tally(self, key: str) -> tuple[float, float]:
+        """Impressions and clicks learned under ``key`` since exploration (re)started."""
+        impressions, clicks = self._tallies.get(key, (0.0, 0.0))
+        return impressions, clicks
+
+    def ceiling(self, key: str, *, z: float) -> float:
+        """The highest click rate still plausible for ``key`` (Wilson upper bound, ``z`` standard errors).
+
+        1.0 while nothing was learned under the key. The policy stops spending most of its
+        exploration on an offer once this falls below what the greedy choice is expected to earn.
+
+        >>> model = ClickModel()
+        >>> model.ceiling("run|top=shoes", z=2.0)
+        1.0
+        >>> for _ in range(40):
+        ...     _ = model.learn_one({"run|top=shoes": 1.0}, False, offer_id="run")
+        >>> round(model.ceiling("run|top=shoes", z=2.0), 3)
+        0.091
+        """
+        impressions, clicks = self._tallies.get(key, (0.0, 0.0))
+        if impressions <= 0:
+            return 1.0
+        rate = clicks / impressions
+        z2n = z * z / impressions
+        centre = rate + z2n / 2
+        spread = z * math.sqrt(rate * (1 - rate) / impressions + z2n / (4 * impressions))
+        return min(1.0, (centre + spread) / (1 + z2n))
 
     def weight(self, name: str) -> float:
         return self._lr._weights.get(name, 0.0)
@@ -186,6 +220,10 @@ class ClickModel:
         p = self.predict_one(x)
         self._lr.learn_one(x, bool(clicked))
         self._updates += 1
+        if offer_id is not None:
+            tally = self._tallies.setdefault(tally_key_of(x, offer_id), [0.0, 0.0])
+            tally[0] += 1.0
+            tally[1] += 1.0 if clicked else 0.0
         if clicked:
             self._clicks += 1
             if offer_id is not None:
@@ -210,10 +248,12 @@ class ClickModel:
         """Explore as if new again (the trainer calls this when the world seems to have changed).
 
         ``shrink`` below 1 also scales every weight by it: old certainties weigh
-        less against the evidence to come.
+        less against the evidence to come. The exploration tallies start over: what an
+        offer earned before no longer says what it can earn now.
         """
         self._explore_from = self._updates
         self._restarts += 1
+        self._tallies = {}
         if shrink != 1.0:
             weights = self._lr._weights.to_dict()
             self._lr._weights = utils.VectorDict({name: w * shrink for name, w in weights.items()})
@@ -268,6 +308,9 @@ class ClickModel:
             model._lr.optimizer.n_iterations = int(state["n_iterations"])
             model._explore_from = int(state["explore_from"])
             model._restarts = int(state["restarts"])
+            model._tallies = {
+                str(k): [float(n), float(c)] for k, (n, c) in (state.get("tallies") or {}).items()
+            }
             model._updates = int(data["updates"])
             model._clicks = int(data["clicks"])
             model._values = {str(k): [float(c), float(v)] for k, (c, v) in data["values"].items()}
@@ -298,13 +341,16 @@ class ClickModel:
         }
 
     def _state(self) -> dict[str, Any]:
-        return {
+        state = {
             "intercept": self._lr.intercept,
             "n_iterations": self._lr.optimizer.n_iterations,
             "weights": self._lr._weights.to_dict(),
             "explore_from": self._explore_from,
             "restarts": self._restarts,
         }
+        if self._tallies:  # absent while empty: a layout-1 snapshot keeps its version hash
+            state["tallies"] = {key: [n, c] for key, (n, c) in self._tallies.items()}
+        return state
 
     def _values_data(self) -> dict[str, list[float]]:
         return {offer: [clicks, value] for offer, (clicks, value) in self._values.items()}
@@ -332,9 +378,10 @@ def decode_snapshot(raw: bytes | str) -> ClickModel:
 def _check_header(data: Mapping[str, Any]) -> None:
     if data.get("schema") != SNAPSHOT_SCHEMA:
         raise SnapshotError(f"not a click-model snapshot (schema {data.get('schema')!r})")
-    if data.get("schema_version") != SNAPSHOT_SCHEMA_VERSION:
+    if data.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
         raise SnapshotError(
-            f"click-model snapshot layout {data.get('schema_version')!r} is not {SNAPSHOT_SCHEMA_VERSION}; "
+            f"click-model snapshot layout {data.get('schema_version')!r} is not one this release reads "
+            f"{READABLE_SCHEMA_VERSIONS}; "
             "run a trainer of this release so it publishes a snapshot this code can read"
         )
     if data.get("features_version") != FEATURES_VERSION:

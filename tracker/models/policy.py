@@ -15,14 +15,19 @@
    ``1 + margin_weight * margin``, so margin can only overturn a difference in
    expected value smaller than ``margin_weight`` (2 % by default); relevance
    comes first. Exact ties go to the higher priority, then the smaller id.
-4. **Explore**: with probability epsilon a uniformly random candidate, else
-   the best one. Epsilon decays with the number of rewards the model has
-   learned from (:meth:`PolicyConfig.epsilon`), down to ``epsilon_min`` so that
-   the policy keeps noticing when tastes drift; when the trainer detects a
-   drift it starts again, from ``epsilon_restart``. The probability of the chosen
-   offer, ``epsilon / k + (1 - epsilon) * [chosen is best]``, is recorded as
-   its propensity: exact, so logged decisions support unbiased offline
-   evaluation (:mod:`tracker.models.offline`).
+4. **Explore**: with probability epsilon a random candidate, else the best
+   one. Epsilon decays with the number of rewards the model has learned from
+   (:meth:`PolicyConfig.epsilon`), down to ``epsilon_min`` so that the policy
+   keeps noticing when tastes drift; when the trainer detects a drift it starts
+   again, from ``epsilon_restart``. The random candidate is drawn uniformly
+   except among offers already *ruled out* for this kind of visitor
+   (:func:`exploration_weights`: tried often enough with visitors of the same
+   strongest interest that even an optimistic estimate of their click rate is
+   below the greedy choice's), which keep a tenth of a share: exploration goes
+   where something better may still be found. The probability of the chosen
+   offer, ``epsilon * share + (1 - epsilon) * [chosen is best]``, is recorded
+   as its propensity: exact, and above 0 for every candidate, so logged
+   decisions support unbiased offline evaluation (:mod:`tracker.models.offline`).
 
 Cold start: a model that has learned nothing still ranks by its priors
 (offers about categories the visitor likes, or the page is about, first;
@@ -72,6 +77,7 @@ from tracker.models.features import (
     DecisionContext,
     context_parts,
     offer_features,
+    tally_key,
 )
 from tracker.models.holdout import in_holdout
 from tracker.models.learner import ClickModel
@@ -109,19 +115,28 @@ class PolicyConfig:
         Weight of the conversion value per click (per currency unit); 0 ranks by clicks alone.
     holdout_percent, holdout_salt
         Size of the sticky holdout group, and the salt that draws it.
+    ceiling_z, ruled_out_weight
+        Where exploration goes (:func:`exploration_weights`): an offer whose click rate among
+        visitors with the same strongest interest is, ``ceiling_z`` standard errors up, still
+        below the greedy choice's estimate is ruled out for them and keeps ``ruled_out_weight``
+        of a plausible offer's share of exploration (never 0: logged decisions must cover every
+        candidate for offline evaluation). ``ceiling_z`` 0 explores uniformly.
     """
 
     epsilon_start: float = 0.1
     epsilon_min: float = 0.02
-    # 5,000 rather than 2,000: slower decay found each visitor type's best offer sooner
-    # (bench/learning_curve.py, 8 seeds: 0.832 of the oracle at 20,000 impressions, was 0.810).
-    epsilon_decay_updates: int = 5_000
+    # 3,000: with exploration steered away from ruled-out offers (ceiling_z), less of it finds
+    # each visitor type's best offer as soon (bench/learning_curve.py --pipeline-timing, 8 seeds:
+    # 0.850 of the oracle at 20,000 impressions, 0.826 with 5,000; docs/BENCHMARKS.md).
+    epsilon_decay_updates: int = 3_000
     epsilon_restart: float = 0.2
-    restart_decay_updates: int = 10_000
+    restart_decay_updates: int = 6_000
     margin_weight: float = 0.02
     value_weight: float = 0.0
     holdout_percent: float = 5.0
     holdout_salt: str = "v1"
+    ceiling_z: float = 2.0
+    ruled_out_weight: float = 0.1
 
     def __post_init__(self) -> None:
         for name in ("epsilon_start", "epsilon_restart"):
@@ -138,6 +153,13 @@ class PolicyConfig:
             raise ValueError(f"value_weight {self.value_weight} must not be negative")
         if not 0.0 <= self.holdout_percent <= 100.0:
             raise ValueError(f"holdout_percent {self.holdout_percent} must be within 0..100")
+        if self.ceiling_z < 0:
+            raise ValueError(f"ceiling_z {self.ceiling_z} must not be negative (0 explores uniformly)")
+        if not 0.0 < self.ruled_out_weight <= 1.0:
+            raise ValueError(
+                f"ruled_out_weight {self.ruled_out_weight} must be within (0, 1]: every candidate keeps "
+                "a chance, or logged decisions could not evaluate policies that choose it"
+            )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PolicyConfig:
@@ -148,6 +170,8 @@ class PolicyConfig:
             epsilon_decay_updates=settings.explore_decay_updates,
             epsilon_restart=settings.explore_epsilon_restart,
             restart_decay_updates=2 * settings.explore_decay_updates,
+            ceiling_z=settings.explore_ceiling_z,
+            ruled_out_weight=settings.explore_ruled_out_weight,
             margin_weight=settings.offer_margin_weight,
             value_weight=settings.offer_value_weight,
             holdout_percent=settings.holdout_percent,
@@ -160,7 +184,7 @@ class PolicyConfig:
         >>> config = PolicyConfig(epsilon_start=0.1, epsilon_min=0.02, epsilon_decay_updates=2000)
         >>> config.epsilon(0), config.epsilon(2000), round(config.epsilon(10**9), 4)
         (0.1, 0.06, 0.02)
-        >>> config.epsilon(0, restarted=True)
+        >>> round(config.epsilon(0, restarted=True), 10)
         0.2
         """
         start, d = (
@@ -309,10 +333,11 @@ def decide(
         return _with_features(decision)
 
     epsilon = config.epsilon(model.exploration_age, restarted=model.restarts > 0)
-    scored, best = score_offers(eligible, ctx, model, config)
-    probabilities = selection_probabilities(len(scored), best, epsilon)
+    scored, best, top = score_offers(eligible, ctx, model, config)
+    weights = exploration_weights(scored, best, top, model, config)
+    probabilities = selection_probabilities(len(scored), best, epsilon, weights)
     explored = len(scored) > 1 and rng.random() < epsilon
-    index = rng.randrange(len(scored)) if explored else best
+    index = _draw(rng, len(scored), weights) if explored else best
     chosen = scored[index]
     if explored:
         reason, personalised = REASON_EXPLORE, False
@@ -359,8 +384,9 @@ class Scored:
 
 def score_offers(
     offers: list[Offer], ctx: DecisionContext, model: ClickModel, config: PolicyConfig
-) -> tuple[list[Scored], int]:
-    """Score each offer for this context; also return the index of the greedy (best) one."""
+) -> tuple[list[Scored], int, str | None]:
+    """Score each offer for this context; also return the index of the greedy (best) one, and
+    the visitor's strongest interest (the exploration tallies' key)."""
     parts = context_parts(ctx)
     scored: list[Scored] = []
     best = -1
@@ -373,18 +399,62 @@ def score_offers(
         scored.append(Scored(offer, x, p_click, score))
         if best < 0 or _beats(offer, score, scored[best].offer, scored[best].score):
             best = len(scored) - 1
-    return scored, best
+    return scored, best, parts.top
 
 
-def selection_probabilities(k: int, best: int, epsilon: float) -> list[float]:
-    """Epsilon-greedy probability of each of ``k`` candidates (``best`` is the greedy one).
+def exploration_weights(
+    scored: list[Scored], best: int, top: str | None, model: ClickModel, config: PolicyConfig
+) -> list[float] | None:
+    """How exploration shares itself among the candidates; None: uniformly.
+
+    A candidate whose click rate, among visitors with the same strongest interest, can no
+    longer plausibly reach what the greedy choice is expected to earn (its
+    :meth:`ClickModel.ceiling` is below the greedy offer's click probability) is *ruled out*:
+    it keeps ``ruled_out_weight`` of a plausible candidate's share, so exploration goes where
+    it can still find something better. The tallies start over when the trainer restarts
+    exploration (drift), so every offer is plausible again after a drift.
+    """
+    if config.ceiling_z <= 0 or len(scored) < 2:
+        return None
+    target = scored[best].p_click
+    weights = [
+        1.0
+        if i == best or model.ceiling(tally_key(item.offer.id, top), z=config.ceiling_z) >= target
+        else config.ruled_out_weight
+        for i, item in enumerate(scored)
+    ]
+    return None if min(weights) == 1.0 else weights
+
+
+def selection_probabilities(
+    k: int, best: int, epsilon: float, weights: list[float] | None = None
+) -> list[float]:
+    """Probability of each of ``k`` candidates (``best`` is the greedy one): epsilon spread by
+    ``weights`` (None: uniformly), the rest on the greedy one.
 
     >>> selection_probabilities(4, 2, 0.2)
     [0.05, 0.05, 0.8500000000000001, 0.05]
+    >>> [round(p, 4) for p in selection_probabilities(4, 2, 0.2, [1.0, 0.1, 1.0, 1.0])]
+    [0.0645, 0.0065, 0.8645, 0.0645]
     """
     if k == 1:
         return [1.0]
-    return [epsilon / k + ((1.0 - epsilon) if i == best else 0.0) for i in range(k)]
+    if weights is None:
+        return [epsilon / k + ((1.0 - epsilon) if i == best else 0.0) for i in range(k)]
+    total = sum(weights)
+    return [epsilon * w / total + ((1.0 - epsilon) if i == best else 0.0) for i, w in enumerate(weights)]
+
+
+def _draw(rng: random.Random, k: int, weights: list[float] | None) -> int:
+    """An exploration draw among ``k``: index ``i`` with probability ``weights[i] / sum(weights)``."""
+    if weights is None:
+        return rng.randrange(k)
+    point = rng.random() * sum(weights)
+    for index, weight in enumerate(weights):
+        point -= weight
+        if point < 0:
+            return index
+    return len(weights) - 1
 
 
 def action_probabilities(
@@ -402,9 +472,12 @@ def action_probabilities(
     offers = [offer for offer in (catalogue.get(i) for i in offer_ids) if offer is not None]
     if not offers:
         return {}
-    scored, best = score_offers(offers, ctx, model, config)
+    scored, best, top = score_offers(offers, ctx, model, config)
     probabilities = selection_probabilities(
-        len(scored), best, config.epsilon(model.exploration_age, restarted=model.restarts > 0)
+        len(scored),
+        best,
+        config.epsilon(model.exploration_age, restarted=model.restarts > 0),
+        exploration_weights(scored, best, top, model, config),
     )
     return {item.offer.id: p for item, p in zip(scored, probabilities, strict=True)}
 

@@ -45,9 +45,6 @@ from tracker.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-# How often each replica checks the click-model pointer in Redis (one GET).
-MODEL_REFRESH_SECONDS = 2.0
-
 
 def create_app(
     settings: Settings | None = None,
@@ -243,7 +240,7 @@ def _model_cache(settings: Settings, metrics: OfferMetrics, redis: Redis) -> Ver
     return redis_model_cache(
         redis,
         settings.worker_app_id,
-        interval_seconds=MODEL_REFRESH_SECONDS,
+        interval_seconds=settings.model_refresh_seconds,
         on_loaded=lambda model, version: metrics.model_loaded(version, model.updates),
         on_error=failed,
         # A restarted replica decides with the published model from its first request, unless

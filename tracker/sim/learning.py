@@ -69,9 +69,13 @@ class LearningConfig:
     catalogue_path: Path | None = None
     mean_gap_ms: int = 2_000
     attribution_window_ms: int = 5 * 60_000
+    # Clicks come 1 s to this long after the impression (within the attribution window).
+    max_click_delay_ms: int = 60_000
     learning_rate: float = 0.05
     publish_every_updates: int = 250
     publish_every_ms: int = 5 * 60_000
+    # How much of its weights the trainer keeps when it detects a drift (Trainer.drift_shrink).
+    drift_shrink: float = 0.25
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     popular_epsilon: float = 0.05
     new_share: float = 0.3
@@ -113,6 +117,7 @@ class _Ours:
             ClickModel(learning_rate=config.learning_rate),
             publish_every_updates=config.publish_every_updates,
             publish_every_ms=config.publish_every_ms,
+            drift_shrink=config.drift_shrink,
         )
         # The API only ever sees published snapshots, starting with the untrained model's.
         self.serving = decode_snapshot(encode_snapshot(self.trainer.publish(now_ms=0)))
@@ -159,7 +164,7 @@ class _Ours:
         )
         join.on_event(Feedback("impression", f"i-{decision_id}", now_ms + 300, decision_id, offer.id))
         if clicked:
-            delay = self.rng.randrange(1_000, 60_000)
+            delay = self.rng.randrange(1_000, max(1_001, self.config.max_click_delay_ms))
             join.on_event(Feedback("click", f"c-{decision_id}", now_ms + delay, decision_id, offer.id))
 
     def tick(self, now_ms: int) -> None:

@@ -120,3 +120,7 @@ MODEL_UPDATES_PUBLISHED = Gauge(
     "tracker_trainer_model_updates",
     "Rewards learned by the click model in its current published snapshot.",
 )
+EXPLORATION_RESTARTS = Counter(
+    "tracker_trainer_exploration_restarts_total",
+    "Times the trainer saw the click rate collapse (drift) and restarted exploration.",
+)

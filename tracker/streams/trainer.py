@@ -90,8 +90,15 @@ class TrainerHost:
                     log.error("unreadable reward skipped: %r", exc)
                     metrics.MODEL_UPDATES.labels(outcome="invalid").inc()
                     continue
+                restarts = trainer.restarts
                 learned = trainer.learn(reward)
                 metrics.MODEL_UPDATES.labels(outcome="learned" if learned else "skipped").inc()
+                if trainer.restarts != restarts:
+                    metrics.EXPLORATION_RESTARTS.inc()
+                    log.warning(
+                        "click rate collapsed after %d rewards (drift?): exploration restarted, "
+                        "weights shrunk to %g", trainer.model.updates, trainer.drift_shrink,
+                    )  # fmt: skip
             self._unacked.extend(events)
             await self._publish_if_due()
 
