@@ -120,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
             "rewards_clicked": _metric_sum(
                 worker_metrics, "tracker_worker_rewards_total", impressed="true", clicked="true"
             ),
+            "worker": _samples(
+                worker_metrics,
+                ("tracker_worker_rewards", "tracker_worker_decisions", "tracker_worker_feedback"),
+                contains=("_total{",),
+            ),
         }
         report["trainer_updates"] = _metric(worker_metrics, "tracker_trainer_model_updates")
         report["segments"] = run.segment_purity(_stored_segments(local.redis_url, run))
@@ -172,6 +177,19 @@ def _published_restarts(redis_url: str, app_id: str) -> int | None:
     version = client.get(keys.click_model_current(app_id))
     raw = client.get(keys.click_model(app_id, version.decode())) if version is not None else None
     return decode_snapshot(raw).restarts if raw is not None else None
+
+
+def _samples(url: str, names: tuple[str, ...], *, contains: tuple[str, ...]) -> dict[str, float]:
+    """The samples of ``names`` (with their labels) whose line contains one of ``contains``."""
+    try:
+        text = httpx.get(url, timeout=5.0).text
+    except httpx.HTTPError:
+        return {}
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(names) and any(part in line for part in contains)
+    }
 
 
 def _metric_sum(url: str, name: str, **labels: str) -> float | None:

@@ -126,8 +126,9 @@ class PolicyConfig:
     epsilon_start: float = 0.1
     epsilon_min: float = 0.02
     # 3,000: with exploration steered away from ruled-out offers (ceiling_z), less of it finds
-    # each visitor type's best offer as soon (bench/learning_curve.py --pipeline-timing, 8 seeds:
-    # 0.850 of the oracle at 20,000 impressions, 0.826 with 5,000; docs/BENCHMARKS.md).
+    # each visitor type's best offer as soon (bench/learning_curve.py --pipeline-timing, 24 seeds:
+    # 0.842 of the oracle at 20,000 impressions, 0.837 with 5,000 and 0.823 with 5,000 and
+    # uniform exploration; docs/BENCHMARKS.md).
     epsilon_decay_updates: int = 3_000
     epsilon_restart: float = 0.2
     restart_decay_updates: int = 6_000

@@ -33,10 +33,13 @@ are never learned.
 >>> join.add_decision({"decision_id": "d1", "offer_id": "run", "ts": 1_000_000, "propensity": 0.9})
 True
 >>> join.on_event(Feedback("click", "e1", 1_010_000, decision_id="d1", offer_id="run"))
+'joined'
 >>> join.on_tick(1_059_999)
 []
 >>> [(r.decision_id, r.reward, r.impressed) for r in join.on_tick(1_060_000)]
 [('d1', 1.0, True)]
+>>> join.on_event(Feedback("click", "e2", 1_020_000, decision_id="d1", offer_id="run"))
+'finished'
 """
 
 from __future__ import annotations
@@ -286,18 +289,26 @@ class VisitorRewards:
             self._ready.append(oldest.decision_id)
         return True
 
-    def on_event(self, feedback: Feedback) -> None:
-        """Fold one impression, click or purchase of this visitor into the open decisions."""
+    def on_event(self, feedback: Feedback) -> str:
+        """Fold one impression, click or purchase of this visitor into the open decisions.
+
+        Returns what became of it (the stream worker counts these): ``joined`` (to an open
+        decision), ``waiting`` (its decision, or for a purchase a click, is not here yet),
+        ``finished`` (its decision's reward was already emitted: the feedback came later than
+        window + lateness, in processing time), ``outside_window`` (its own time is outside the
+        decision's window), ``other_offer``, or ``no_decision`` (no decision id).
+        """
         if feedback.kind == "purchase":
-            self._on_purchase(feedback)
-            return
-        if feedback.decision_id is None or feedback.decision_id in self._done:
-            return
+            return self._on_purchase(feedback)
+        if feedback.decision_id is None:
+            return "no_decision"
+        if feedback.decision_id in self._done:
+            return "finished"
         pending = self._pending.get(feedback.decision_id)
         if pending is None:
             self._keep_orphan(feedback)
-        else:
-            self._apply(pending, feedback)
+            return "waiting"
+        return self._apply(pending, feedback)
 
     def on_tick(self, now_ms: int) -> list[Reward]:
         """The rewards whose window (plus lateness) has closed by ``now_ms``; they are forgotten here."""
@@ -336,11 +347,11 @@ class VisitorRewards:
 
     # --- Internals -------------------------------------------------------------------
 
-    def _apply(self, pending: _Pending, feedback: Feedback) -> None:
+    def _apply(self, pending: _Pending, feedback: Feedback) -> str:
         if not self._in_window(pending, feedback.at_ms):
-            return
+            return "outside_window"
         if feedback.offer_id is not None and feedback.offer_id != pending.offer_id:
-            return  # an id reused for another offer: not this decision's feedback
+            return "other_offer"  # an id reused for another offer: not this decision's feedback
         if pending.impressed_at is None or feedback.at_ms < pending.impressed_at:
             pending.impressed_at = feedback.at_ms
         if feedback.kind == "click" and (pending.clicked_at is None or feedback.at_ms < pending.clicked_at):
@@ -349,12 +360,15 @@ class VisitorRewards:
             for orphan in [f for f in self._orphans if f.kind == "purchase"]:
                 if self._attribute(orphan):
                     self._orphans.remove(orphan)
+        return "joined"
 
-    def _on_purchase(self, feedback: Feedback) -> None:
+    def _on_purchase(self, feedback: Feedback) -> str:
         if feedback.event_id in self._purchases:
-            return
+            return "joined"  # already attributed (a redelivery)
         if not self._attribute(feedback):
             self._keep_orphan(feedback)
+            return "waiting"
+        return "joined"
 
     def _attribute(self, purchase: Feedback) -> bool:
         """Give the purchase to the last decision clicked before it, if inside its window."""

@@ -55,8 +55,8 @@ log = logging.getLogger(__name__)
 # their window's end (the sweep that finishes due decisions runs every second, not every 30 s:
 # with a 5 s window, rewards came up to 30 s late), a model published every second or 250
 # rewards and picked up by the API within half a second (from a click to a model that learned
-# it takes ~7 s, ~350 visits at 50/s; with 2 s for each, as before, the in-process simulation
-# of this time scale lost ~0.02 of the oracle, docs/BENCHMARKS.md); and no per-client rate
+# it: ~7 s, ~350 visits at 50/s; in process, 2 s for each or 3 s more of window made no
+# difference beyond the spread between seeds, docs/BENCHMARKS.md); and no per-client rate
 # limit (one client sends everything). Segments keep the production cadence (published every
 # 30 s): published every 5 s, a visitor's segment, a feature of every decision the model
 # learns from, moved under the model (0.61 of the oracle at 20,000 impressions against 0.70).

@@ -107,6 +107,13 @@ REWARDS_EMITTED = Counter(
     "group (policy, holdout), whether the offer was seen (impressed) and clicked.",
     ["group", "impressed", "clicked"],
 )
+FEEDBACK = Counter(
+    "tracker_worker_feedback_total",
+    "Impressions, clicks and purchases met by the reward join, by what became of them: joined, "
+    "waiting (decision not here yet), finished (came after the decision's reward was emitted: "
+    "raise TRACKER_ATTRIBUTION_LATENESS_SECONDS), outside_window, other_offer, no_decision.",
+    ["kind", "outcome"],
+)
 MODEL_UPDATES = Counter(
     "tracker_trainer_updates_total",
     "Rewards read by the trainer: learned, or skipped (redelivered, holdout, never shown).",

@@ -423,7 +423,8 @@ class VisitorProcessor:
             batch.rewrite.pop(key, None)
             feedback = Feedback.from_event(tracked.event, received_at=tracked.server.received_at)
             if feedback is not None:
-                self._join(state, lambda rewards: rewards.on_event(feedback))
+                joined = self._join(state, lambda rewards: rewards.on_event(feedback))
+                metrics.FEEDBACK.labels(kind=feedback.kind, outcome=joined).inc()
             batch.received.append(tracked.server.received_at)
             if result.outcome == "reprofiled":
                 batch.lifted.add(key)
