@@ -122,7 +122,12 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "worker": _samples(
                 worker_metrics,
-                ("tracker_worker_rewards", "tracker_worker_decisions", "tracker_worker_feedback"),
+                (
+                    "tracker_worker_rewards",
+                    "tracker_worker_decisions",
+                    "tracker_worker_feedback",
+                    "tracker_worker_input",
+                ),
                 contains=("_total{",),
             ),
         }
