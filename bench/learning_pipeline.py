@@ -39,16 +39,23 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import httpx
 from learning_curve import print_curve, print_summary
 
 from tracker.devstack.services import SERVICES, on_free_ports, running_services
 from tracker.devstack.stack import LocalStack
+from tracker.live.figures import MODEL_UPDATES, REWARDS, total
+from tracker.live.scrape import scrape
 from tracker.settings import Settings
 from tracker.sim.learning import LearningConfig
 from tracker.sim.pipeline import FAST_LEARNING, Pacing, PipelineRun
 
 ROOT = Path(__file__).resolve().parent.parent
+JOIN_METRICS = (
+    "tracker_worker_decisions_total",
+    "tracker_worker_feedback_total",
+    "tracker_worker_input_",
+    REWARDS,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,27 +118,22 @@ def main(argv: list[str] | None = None) -> int:
         # Nothing accepted is lost: once the last windows closed, every banner shown is a reward
         # and every click a clicked one.
         time.sleep(settings.attribution_window_seconds + settings.attribution_lateness_seconds + 3)
-        shown = sum(1 for p, _, _ in run.ours.values() if p > 0)
-        clicked = sum(1 for _, c, _ in run.ours.values() if c)
+        worker = scrape(worker_metrics, timeout=5.0)
         report["feedback"] = {
-            "banners_shown": shown,
-            "clicks": clicked,
-            "rewards": _metric_sum(worker_metrics, "tracker_worker_rewards_total", impressed="true"),
-            "rewards_clicked": _metric_sum(
-                worker_metrics, "tracker_worker_rewards_total", impressed="true", clicked="true"
+            "banners_shown": sum(1 for p, _, _ in run.ours.values() if p > 0),
+            "clicks": sum(1 for _, c, _ in run.ours.values() if c),
+            "rewards": total(worker, REWARDS, lambda labels: labels["impressed"] == "true"),
+            "rewards_clicked": total(
+                worker, REWARDS, lambda labels: labels["impressed"] == labels["clicked"] == "true"
             ),
-            "worker": _samples(
-                worker_metrics,
-                (
-                    "tracker_worker_rewards",
-                    "tracker_worker_decisions",
-                    "tracker_worker_feedback",
-                    "tracker_worker_input",
-                ),
-                contains=("_total{",),
-            ),
+            # Where the worker's join put what it read: decisions, feedback, input gaps, rewards.
+            "worker": {
+                name: series
+                for name, series in worker.items()
+                if name.startswith(JOIN_METRICS) and name.endswith("_total")
+            },
         }
-        report["trainer_updates"] = _metric(worker_metrics, "tracker_trainer_model_updates")
+        report["trainer_updates"] = total(worker, MODEL_UPDATES)
         report["segments"] = run.segment_purity(_stored_segments(local.redis_url, run))
         report["exploration_restarts"] = _published_restarts(local.redis_url, settings.worker_app_id)
         report["settings_changed"] = args.set
@@ -182,45 +184,6 @@ def _published_restarts(redis_url: str, app_id: str) -> int | None:
     version = client.get(keys.click_model_current(app_id))
     raw = client.get(keys.click_model(app_id, version.decode())) if version is not None else None
     return decode_snapshot(raw).restarts if raw is not None else None
-
-
-def _samples(url: str, names: tuple[str, ...], *, contains: tuple[str, ...]) -> dict[str, float]:
-    """The samples of ``names`` (with their labels) whose line contains one of ``contains``."""
-    try:
-        text = httpx.get(url, timeout=5.0).text
-    except httpx.HTTPError:
-        return {}
-    return {
-        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(names) and any(part in line for part in contains)
-    }
-
-
-def _metric_sum(url: str, name: str, **labels: str) -> float | None:
-    """The sum of ``name``'s samples whose labels include ``labels`` (None when unreachable)."""
-    try:
-        text = httpx.get(url, timeout=5.0).text
-    except httpx.HTTPError:
-        return None
-    wanted = [f'{key}="{value}"' for key, value in labels.items()]
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name + "{") and all(label in line for label in wanted)
-    )
-
-
-def _metric(url: str, name: str) -> float | None:
-    """One unlabelled value from a Prometheus text page (None when absent or unreachable)."""
-    try:
-        text = httpx.get(url, timeout=5.0).text
-    except httpx.HTTPError:
-        return None
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
 
 
 if __name__ == "__main__":

@@ -230,16 +230,16 @@ def cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_loadgen(
-    url: str, api_pid: int | None = None, *, pids: dict[str, int] | None = None, **options: Any
-) -> dict[str, Any]:
-    """One load-generator process; adds the API's CPU time per request when its pid is known, and
-    each process's share of a core over the run (``pids``, and the load generator's own)."""
+def run_loadgen(url: str, pids: dict[str, int] | None = None, **options: Any) -> dict[str, Any]:
+    """One load-generator process; adds each process's share of a core over the run (``pids`` by
+    name, and the load generator's own), and the API's CPU time per request when ``pids`` has it."""
     argv = [sys.executable, __file__, "loadgen", "--url", url]
     for name, value in options.items():
         argv += [f"--{name.replace('_', '-')}", str(value)]
+    pids = pids or {}
+    api_pid = pids.get("api")
     before = cpu_seconds(api_pid)
-    processes_before = {name: cpu_seconds(pid) or 0.0 for name, pid in (pids or {}).items()}
+    processes_before = {name: cpu_seconds(pid) or 0.0 for name, pid in pids.items()}
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=600)
@@ -249,7 +249,6 @@ def run_loadgen(
     shares = {
         name: round(100 * ((cpu_seconds(pids[name]) or 0.0) - spent) / wall)
         for name, spent in processes_before.items()
-        if pids
     }
     loadgen = children.ru_utime + children.ru_stime - children_before.ru_utime - children_before.ru_stime
     shares["loadgen"] = round(100 * loadgen / wall)
@@ -468,14 +467,11 @@ def main() -> None:
         for rate in rates:
             for kind in ("healthz", "offers"):
                 print(f"{kind} at {rate:.0f} req/s ...", file=sys.stderr)
-                results["runs"].append(
-                    run_loadgen(api_url, api_pid, pids=pids, kind=kind, rate=rate, **common)
-                )
+                results["runs"].append(run_loadgen(api_url, pids, kind=kind, rate=rate, **common))
         print("saturation ...", file=sys.stderr)
         saturation = run_loadgen(
             api_url,
-            api_pid,
-            pids=pids,
+            pids,
             kind="offers",
             mode="closed",
             connections=args.saturation_connections,

@@ -75,10 +75,11 @@ def test_nothing_happens_reward_zero_when_the_window_closes() -> None:
 def test_click_inside_the_window_is_a_reward_of_one() -> None:
     state = join()
     state.add_decision(decision())
-    state.on_event(impression(T0 + 500))
-    state.on_event(click(T0 + WINDOW - 1))
+    assert state.on_event(impression(T0 + 500)) == "joined"
+    assert state.on_event(click(T0 + WINDOW - 1)) == "joined"
     [reward] = state.on_tick(END)
     assert (reward.reward, reward.clicked, reward.impressed) == (1.0, True, True)
+    assert state.on_event(click(T0 + 600)) == "finished", "its reward is out: too late to count"
 
 
 @pytest.mark.parametrize(
@@ -92,7 +93,7 @@ def test_click_inside_the_window_is_a_reward_of_one() -> None:
 def test_click_outside_the_window_is_ignored(at: int) -> None:
     state = join()
     state.add_decision(decision())
-    state.on_event(click(at))
+    assert state.on_event(click(at)) == "outside_window"
     [reward] = state.on_tick(END)
     assert reward.reward == 0.0 and not reward.impressed
 
@@ -108,17 +109,16 @@ def test_a_click_slightly_before_the_decision_counts_as_clock_skew() -> None:
 def test_feedback_for_another_offer_or_decision_does_not_count() -> None:
     state = join()
     state.add_decision(decision())
-    state.on_event(click(T0 + 1000, offer_id="pan"))
-    state.on_event(click(T0 + 1000, decision_id="other"))
+    assert state.on_event(click(T0 + 1000, offer_id="pan")) == "other_offer"
+    assert state.on_event(click(T0 + 1000, decision_id="other")) == "waiting"
     [reward] = state.on_tick(END)
     assert not reward.clicked
 
 
 def test_events_that_arrive_before_their_decision_wait_for_it() -> None:
     state = join()
-    state.on_event(impression(T0 + 100))
-    state.on_event(click(T0 + 200))
-    state.on_event(purchase(T0 + 300, 80.0))
+    outcomes = [state.on_event(f) for f in (impression(T0 + 100), click(T0 + 200), purchase(T0 + 300, 80.0))]
+    assert outcomes == ["waiting", "waiting", "waiting"]
     assert not state.idle
     state.add_decision(decision())
     [reward] = state.on_tick(END)

@@ -333,12 +333,10 @@ def decide(
         # The context is known: the reward of this default teaches the model too (trainer's learn_holdout).
         return _with_features(decision)
 
-    epsilon = config.epsilon(model.exploration_age, restarted=model.restarts > 0)
-    scored, best, top = score_offers(eligible, ctx, model, config)
-    weights = exploration_weights(scored, best, top, model, config)
-    probabilities = selection_probabilities(len(scored), best, epsilon, weights)
+    choice = choose_among(eligible, ctx, model, config)
+    scored, best, epsilon, probabilities = choice.scored, choice.best, choice.epsilon, choice.probabilities
     explored = len(scored) > 1 and rng.random() < epsilon
-    index = _draw(rng, len(scored), weights) if explored else best
+    index = _draw(rng, len(scored), choice.weights) if explored else best
     chosen = scored[index]
     if explored:
         reason, personalised = REASON_EXPLORE, False
@@ -371,6 +369,30 @@ def decide(
         candidates=candidates + excluded_candidates,
         features=chosen.features,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """The eligible offers scored, and the chance the policy gives each: what :func:`decide`
+    draws from and :func:`action_probabilities` reports, computed in one place."""
+
+    scored: list[Scored]
+    best: int
+    epsilon: float
+    # How exploration shares itself among ``scored`` (None: uniformly), see exploration_weights.
+    weights: list[float] | None
+    probabilities: list[float]
+
+
+def choose_among(
+    offers: list[Offer], ctx: DecisionContext, model: ClickModel, config: PolicyConfig
+) -> Choice:
+    """Score ``offers`` for ``ctx`` and give each its selection probability (holdout aside)."""
+    epsilon = config.epsilon(model.exploration_age, restarted=model.restarts > 0)
+    scored, best, top = score_offers(offers, ctx, model, config)
+    weights = exploration_weights(scored, best, top, model, config)
+    probabilities = selection_probabilities(len(scored), best, epsilon, weights)
+    return Choice(scored, best, epsilon, weights, probabilities)
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,14 +495,8 @@ def action_probabilities(
     offers = [offer for offer in (catalogue.get(i) for i in offer_ids) if offer is not None]
     if not offers:
         return {}
-    scored, best, top = score_offers(offers, ctx, model, config)
-    probabilities = selection_probabilities(
-        len(scored),
-        best,
-        config.epsilon(model.exploration_age, restarted=model.restarts > 0),
-        exploration_weights(scored, best, top, model, config),
-    )
-    return {item.offer.id: p for item, p in zip(scored, probabilities, strict=True)}
+    choice = choose_among(offers, ctx, model, config)
+    return {item.offer.id: p for item, p in zip(choice.scored, choice.probabilities, strict=True)}
 
 
 def fallback_decision(
