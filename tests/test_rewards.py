@@ -69,7 +69,9 @@ def test_nothing_happens_reward_zero_when_the_window_closes() -> None:
     )
     assert reward.features == {"run": 1.0, "match": 0.5}
     assert state.on_tick(END + 10_000) == [], "a reward is emitted once"
-    assert state.idle
+    assert not state.idle and state.next_due_ms == END + WINDOW + 60_000, "remembered for late feedback"
+    assert state.on_tick(END + WINDOW + 60_000) == []
+    assert state.idle and state.next_due_ms is None
 
 
 def test_click_inside_the_window_is_a_reward_of_one() -> None:
@@ -125,9 +127,30 @@ def test_events_that_arrive_before_their_decision_wait_for_it() -> None:
     assert (reward.clicked, reward.impressed, reward.conversion_value) == (True, True, 80.0)
 
 
+def test_late_feedback_is_recognised_as_late_until_the_memory_goes() -> None:
+    """The worker keeps only plain data (and drops it when idle): after a decision's reward is
+    out, its feedback is ``finished`` (lateness too short), not ``waiting`` for a decision that
+    will never come again."""
+    state = join()
+    state.add_decision(decision())
+    state.on_event(impression(T0 + 100))
+    [reward] = state.on_tick(END)
+    assert not reward.clicked
+    state = VisitorRewards.from_dict(json.loads(json.dumps(state.to_dict())), CONFIG)
+    assert state.on_event(click(T0 + 200)) == "finished"
+    assert state.on_tick(END + WINDOW + 60_000 - 1) == [] and not state.idle
+    state.on_tick(END + WINDOW + 60_000)
+    assert state.idle
+    assert state.on_event(click(T0 + 300)) == "waiting", "forgotten after window + lateness"
+    legacy = state.to_dict()
+    del legacy["forget"]  # a state written before the memory was kept
+    assert VisitorRewards.from_dict(legacy, CONFIG).to_dict() == state.to_dict()
+
+
 def test_orphans_are_forgotten_after_their_horizon() -> None:
     state = join()
     state.on_event(click(T0))
+    assert state.next_due_ms == T0 + WINDOW + 60_000 + 5 * 60_000, "a tick is due to drop it"
     assert state.on_tick(T0 + WINDOW + 60_000 + 5 * 60_000) == []
     assert state.idle
     state.add_decision(decision())

@@ -20,7 +20,11 @@ receive time, like profiles do):
   click is the latest at or before the purchase (last click), if the purchase
   is inside that decision's window. Its value is the conversion value;
 - a decision is finished ``lateness`` after its window closes (time for late
-  events to arrive); its reward is 1 if it was clicked, else 0;
+  events to arrive); its reward is 1 if it was clicked, else 0. Its id is
+  remembered for another window + lateness after the visitor's last reward, so
+  feedback that comes later still is recognised as late (``finished``: a sign
+  that ``lateness`` is too short for the pipeline's delays), not mistaken for
+  feedback still waiting for its decision;
 - events that arrive before their decision (the two come from different
   topics) wait, bounded in number and time, until it arrives;
 - everything is idempotent: a decision or an event delivered twice counts once.
@@ -259,6 +263,8 @@ class VisitorRewards:
     _purchases: list[str] = field(default_factory=list)
     # Decisions pushed out by max_pending, finished at the next tick.
     _ready: list[str] = field(default_factory=list)
+    # When the memory of finished decisions may go (window + lateness after the last reward).
+    _forget_at: int | None = None
 
     def add_decision(self, record: Mapping[str, Any]) -> bool:
         """Start waiting for a decision's feedback; False if it is already known or shows nothing."""
@@ -322,19 +328,32 @@ class VisitorRewards:
         ]
         finished.sort(key=lambda p: (p.decided_at, p.decision_id))
         rewards = []
+        horizon = cfg.window_ms + cfg.lateness_ms
         for pending in finished:
             del self._pending[pending.decision_id]
             self._remember(self._done, pending.decision_id)
             rewards.append(self._reward(pending, now_ms))
-        horizon = cfg.window_ms + cfg.lateness_ms
+        if rewards:
+            self._forget_at = now_ms + horizon
+        elif not self._pending and self._forget_at is not None and now_ms >= self._forget_at:
+            self._done.clear()
+            self._purchases.clear()
+            self._forget_at = None
         self._orphans = [f for f in self._orphans if now_ms < f.at_ms + horizon + cfg.clock_skew_ms]
         return rewards
 
     @property
     def next_due_ms(self) -> int | None:
-        """When the next open decision finishes (None if none is open): when to tick next."""
+        """When the next open decision finishes, or else when the memory of finished ones may
+        go (None if there is neither): when to tick next."""
         if not self._pending:
-            return None
+            # Feedback waiting for a decision that never came is dropped after its horizon.
+            cfg = self.config
+            horizon = cfg.window_ms + cfg.lateness_ms + cfg.clock_skew_ms
+            dues = [f.at_ms + horizon for f in self._orphans]
+            if self._forget_at is not None:
+                dues.append(self._forget_at)
+            return min(dues, default=None)
         if self._ready:
             return 0  # pushed out by max_pending: due at once
         first = min(p.decided_at for p in self._pending.values())
@@ -342,8 +361,8 @@ class VisitorRewards:
 
     @property
     def idle(self) -> bool:
-        """Nothing open or waiting: the joiner may drop this state (keeping only dedupe memory)."""
-        return not self._pending and not self._orphans
+        """Nothing open, waiting or remembered: the joiner may drop this state."""
+        return not self._pending and not self._orphans and self._forget_at is None
 
     # --- Internals -------------------------------------------------------------------
 
@@ -430,6 +449,7 @@ class VisitorRewards:
             "done": list(self._done),
             "purchases": list(self._purchases),
             "ready": list(self._ready),
+            "forget": self._forget_at,
         }
 
     @classmethod
@@ -445,4 +465,5 @@ class VisitorRewards:
         state._done = list(data["done"])
         state._purchases = list(data["purchases"])
         state._ready = list(data.get("ready", []))
+        state._forget_at = data.get("forget")  # absent in states written before it was kept
         return state

@@ -177,6 +177,7 @@ class VisitorProcessor:
         self._redis: Redis | None = None
         self._acking: set[asyncio.Future] = set()
         self._mismatch_logged = False
+        self._late_logged_until = 0.0
         self.rewinds = Rewinds()
         self.stalls = StallWatch()
         # Zero series from the start, so dashboards and alerts see 0, not "no data".
@@ -425,6 +426,8 @@ class VisitorProcessor:
             if feedback is not None:
                 joined = self._join(state, lambda rewards: rewards.on_event(feedback))
                 metrics.FEEDBACK.labels(kind=feedback.kind, outcome=joined).inc()
+                if joined == "finished":
+                    self._warn_late(feedback)
             batch.received.append(tracked.server.received_at)
             if result.outcome == "reprofiled":
                 batch.lifted.add(key)
@@ -452,6 +455,24 @@ class VisitorProcessor:
         else:
             state.rewards, state.rewards_due = rewards.to_dict(), rewards.next_due_ms
         return result
+
+    def _warn_late(self, feedback: Feedback) -> None:
+        """Feedback after its decision's reward: the click (or impression) is lost to learning.
+        Logged at most once a minute; ``tracker_worker_feedback_total{outcome="finished"}`` counts
+        each."""
+        now = time.monotonic()
+        if now < self._late_logged_until:
+            return
+        self._late_logged_until = now + 60.0
+        log.warning(
+            "an %s reached the worker %.1f s after it happened, after its decision's reward was emitted: "
+            "lost to learning. The pipeline's delays exceed the attribution lateness (%.0f s): "
+            "raise TRACKER_ATTRIBUTION_LATENESS_SECONDS, or find what delays events (collector "
+            "or worker overloaded, clients retrying)",
+            feedback.kind,
+            max(0, self._now_ms() - feedback.at_ms) / 1000,
+            self.attribution.lateness_ms / 1000,
+        )
 
     def _fold_decision(self, batch: _Batch, message: Message, key: bytes) -> None:
         """A record of the ``decisions`` topic: wait for its feedback (a redelivery is ignored)."""
@@ -537,9 +558,10 @@ class VisitorProcessor:
         elif control.kind == "rewards":
             if state.rewards is None:
                 return
+            before = state.rewards
             due = self._join(state, lambda rewards: rewards.on_tick(control.at))
-            if due:
-                batch.rewards.extend(due)
+            batch.rewards.extend(due)
+            if due or state.rewards != before:  # also a memory or orphans dropped
                 self._changed_quietly(batch, key, state, message)
         elif control.kind == "expire" and state.expired(self._now_ms(), self.retention_ms):
             batch.changed.pop(key, None)
