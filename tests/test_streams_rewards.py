@@ -140,3 +140,39 @@ def test_a_restarted_trainer_resumes_from_the_published_model(stack, site_id: st
     finally:
         worker.stop()
         producer.close()
+
+
+def test_feedback_after_its_reward_counts_late_not_waiting(stack, site_id: str, tmp_path: Path) -> None:
+    """A click that reaches the worker after its decision's reward is lost to learning; the worker
+    must say so (``finished``), also once the visitor's join state went back to idle, and a
+    click for a decision it never saw stays ``waiting``."""
+    settings = isolated_settings(
+        stack, attribution_window_seconds=3.0, attribution_lateness_seconds=0.5, session_sweep_seconds=0.3
+    )
+    producer = Producer(settings)
+    worker = Worker(settings, tmp_path).start()
+    try:
+        started = now_ms()
+        visitor = f"v-{uuid.uuid4().hex[:10]}"
+        record = decision(site_id, visitor, f"d-{uuid.uuid4().hex}", "shoes-offer", started)
+        producer.send_raw(settings.topic_decisions, partition_key(site_id, visitor), orjson.dumps(record))
+        ids = {"decision_id": record["decision_id"], "offer_id": "shoes-offer"}
+        producer.send([tracked(event(site_id, visitor, "offer_impression", started + 100, **ids))])
+        wait_for(lambda: worker.metric("tracker_worker_rewards_total") == 1, 30, "the reward (not clicked)")
+        # Made inside the window, delivered after the reward (a client that retried late).
+        producer.send([tracked(event(site_id, visitor, "offer_click", started + 1_000, **ids))])
+        stranger = {"decision_id": f"d-{uuid.uuid4().hex}", "offer_id": "shoes-offer"}
+        producer.send([tracked(event(site_id, visitor, "offer_click", now_ms(), **stranger))])
+        wait_for(
+            lambda: (
+                worker.metric("tracker_worker_feedback_total", kind="click", outcome="finished") == 1
+                and worker.metric("tracker_worker_feedback_total", kind="click", outcome="waiting") == 1
+            ),
+            30,
+            "the late click counted as finished, the stranger's as waiting",
+        )
+        assert worker.metric("tracker_worker_rewards_total", clicked="true") == 0
+        assert worker.metric("tracker_worker_rewards_total") == 1, "a reward is emitted once"
+    finally:
+        worker.stop()
+        producer.close()
