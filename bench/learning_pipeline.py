@@ -11,7 +11,7 @@ this script touches the model. The same visits are shown, in process, to the
 random, most-popular, rule-based and oracle policies.
 
 Times are real, so the product runs with a short attribution window (5 s: the
-simulated clicks come within 2 s), emits due rewards within a second (sweep every
+simulated clicks come within 2 s; 5 s of lateness), emits due rewards within a second (sweep every
 1 s), publishes a model every second or 250 rewards and the API picks it up within
 half a second; segments are learned and published as in production, every 30 s
 (``FAST_LEARNING`` in tracker/sim/pipeline.py).
@@ -19,7 +19,7 @@ half a second; segments are learned and published as in production, every 30 s
 The default pace, 40 visits/s, is what 2 cores sustain with every service and the simulator on
 them (15 minutes for 36,000). Offered more than it can take, the loop queues: with 256 visits in
 flight at 100/s, events reached the collector 2-12 s after the simulated browser made them, past
-the 6 s window + lateness, and a fifth of the clicks were lost to learning (counted by the
+the 6 s of window + lateness it then had, and a fifth of the clicks were lost to learning (counted by the
 worker as ``finished``). The report's ``feedback`` section shows whether every banner and
 click reached a reward.
 

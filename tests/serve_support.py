@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from tracker import keys
+from tracker.models.caps import ImpressionCounts
 from tracker.models.catalogue import Catalogue, parse_catalogue
 from tracker.models.holdout import in_holdout
 from tracker.models.profile import Profile, apply_event
@@ -117,6 +118,17 @@ async def store_raw(settings: Settings, key: str, value: bytes) -> None:
         await redis.set(key, value, ex=600)
     finally:
         await redis.aclose()
+
+
+async def store_caps(settings: Settings, site_id: str, visitor_id: str, served: dict[str, int]) -> None:
+    """Count offers served (offer -> times, now; the session by time) and store the counts, as
+    the stream worker does for each decision."""
+    counts = ImpressionCounts()
+    now = int(time.time() * 1000)
+    for offer_id, times in served.items():
+        for _ in range(times):
+            counts.record(offer_id, at_ms=now)
+    await store_raw(settings, keys.caps(site_id, visitor_id), orjson.dumps(counts.to_dict()))
 
 
 def offer_params(site_id: str, visitor_id: str, slot: str = HOME) -> dict[str, str]:

@@ -166,19 +166,15 @@ def test_counts_round_trip_as_plain_data() -> None:
         ImpressionCounts.from_dict(data | {"v": 99})
 
 
-def test_counts_round_trip_through_the_serving_state_hash() -> None:
+def test_counts_bind_while_their_day_or_session_lasts() -> None:
     counts = ImpressionCounts()
-    counts.record("run", at_ms=NOW, session_id="s1", decision_id="d1")
-    counts.record("run", at_ms=NOW + 1, session_id="s1", decision_id="d2")
-    counts.record("pan", at_ms=NOW + 2, session_id="s1", decision_id="d3")
-    fields = counts.to_fields()
-    assert fields["imp:run"] == "2" and fields["ses:pan"] == "1", "what GET /v1/me lists"
-    assert all(isinstance(v, str) for v in fields.values())
-    as_redis_returns = {k.encode(): v.encode() for k, v in fields.items()} | {b"other": b"kept apart"}
-    assert ImpressionCounts.from_fields(as_redis_returns) == counts
-    assert ImpressionCounts.from_fields({}) == ImpressionCounts()
-    fresh = ImpressionCounts()
-    fresh.record("run", at_ms=NOW)
-    assert ImpressionCounts.from_fields(fresh.to_fields()) == fresh, "no session id, no decision ids"
-    with pytest.raises(ValueError, match="impression counts layout version '9'"):
-        ImpressionCounts.from_fields(fields | {"caps_v": "9"})
+    assert not counts.live(NOW), "nothing counted"
+    counts.record("run", at_ms=NOW, session_id="s1")
+    assert counts.live(NOW + 1)
+    day_end = (NOW // DAY_MS + 1) * DAY_MS
+    assert not counts.live(day_end + 1), "a new day, the session long over: the state may go"
+    counts.record("run", at_ms=day_end - 60_000, session_id="s2")
+    assert counts.live(day_end + 60_000), "a session running past midnight still binds"
+    late = day_end - 60_000 + SESSION_GAP_MS + 1
+    assert not counts.live(late)
+    assert counts.day_count("run", now_ms=late) == 0 and counts.session_count("run", now_ms=late) == 0

@@ -19,6 +19,7 @@ from serve_support import (
     offer_params,
     running,
     small_catalogue,
+    store_caps,
     store_profile,
     store_raw,
     visitor,
@@ -100,45 +101,51 @@ async def test_holdout_visitors_get_the_default(settings: Settings, site_id: str
 
 
 async def test_a_session_cap_stops_the_same_offer_twice(settings: Settings, site_id: str) -> None:
+    """The API reads the counts the stream worker keeps (tests/test_streams_rewards.py writes them
+    through a real worker) and never writes them itself."""
     data = small_catalogue().model_dump(mode="json", exclude_defaults=True)
     for offer in data["offers"]:
         if offer["id"] == "run-shoes":
             offer["caps"] = {"per_session": 1}
     capped = parse_catalogue(data)
-    fan = visitor(site_id)
-    await store_profile(settings, site_id, fan, {"shoes": 5})
+    fan, other = visitor(site_id), visitor(site_id)
+    for vid in (fan, other):
+        await store_profile(settings, site_id, vid, {"shoes": 5})
+    await store_caps(settings, site_id, fan, {"run-shoes": 1})
+    await store_caps(settings, site_id, other, {"knives": 3})
     app = create_app(settings, catalogue=capped)
     async with running(app) as client:
-        first = (await client.get("/v1/offers", params=offer_params(site_id, fan))).json()
-        await app.state.impressions.join()  # the count is written after the answer
-        second = (await client.get("/v1/offers", params=offer_params(site_id, fan))).json()
-        await app.state.impressions.join()
-        text = (await client.get("/metrics")).text
-    assert first["offer"]["id"] == "run-shoes"
-    assert second["offer"]["id"] != "run-shoes"
-    assert metric_value(text, "tracker_offer_impressions_recorded_total", result="recorded") == 2
-    redis = Redis.from_url(settings.redis_url, decode_responses=True)
-    try:
-        serving = await redis.hgetall(keys.serving_state(site_id, fan))
-        ttl = await redis.ttl(keys.serving_state(site_id, fan))
-    finally:
-        await redis.aclose()
-    assert serving["ses:run-shoes"] == "1" and serving[f"ses:{second['offer']['id']}"] == "1"
-    assert serving["decisions"].split(",") == [first["decision_id"], second["decision_id"]]
-    assert settings.profile_retention_seconds - 60 < ttl <= settings.profile_retention_seconds
-
-
-async def test_fallbacks_are_not_counted_as_impressions(settings: Settings, site_id: str) -> None:
-    vid = visitor(site_id)
-    await store_raw(settings, keys.profile(site_id, vid), b'{"v": 999}')
-    app = create_app(settings, catalogue=small_catalogue())
-    async with running(app) as client:
-        body = (await client.get("/v1/offers", params=offer_params(site_id, vid))).json()
-        await app.state.impressions.join()
-    assert body["reason"] == "profile_unreadable"
+        capped_out = (await client.get("/v1/offers", params=offer_params(site_id, fan))).json()
+        not_capped = (await client.get("/v1/offers", params=offer_params(site_id, other))).json()
+    assert capped_out["offer"]["id"] != "run-shoes"
+    assert not_capped["offer"]["id"] == "run-shoes", "another offer's count does not bind"
     redis = Redis.from_url(settings.redis_url)
     try:
-        assert await redis.exists(keys.serving_state(site_id, vid)) == 0
+        stranger = visitor(site_id)
+        async with running(create_app(settings, catalogue=capped)) as client:
+            await client.get("/v1/offers", params=offer_params(site_id, stranger))
+        assert await redis.exists(keys.caps(site_id, stranger)) == 0, "the API only reads"
+    finally:
+        await redis.aclose()
+
+
+async def test_unreadable_caps_are_counted_and_decided_without(settings: Settings, site_id: str) -> None:
+    fan = visitor(site_id)
+    await store_profile(settings, site_id, fan, {"shoes": 5})
+    await store_raw(settings, keys.caps(site_id, fan), b'{"v": 999}')
+    app = create_app(settings, catalogue=small_catalogue())
+    async with running(app) as client:
+        body = (await client.get("/v1/offers", params=offer_params(site_id, fan))).json()
+        text = (await client.get("/metrics")).text
+    assert (body["offer"]["id"], body["fallback"]) == ("run-shoes", False), "decided without caps"
+    assert metric_value(text, "tracker_offer_caps_unreadable_total") == 1
+
+
+async def _publish(settings: Settings, app_id: str, version: str, raw: bytes) -> None:
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        await redis.set(keys.click_model(app_id, version), raw, ex=600)
+        await redis.set(keys.click_model_current(app_id), version, ex=600)
     finally:
         await redis.aclose()
 
@@ -149,15 +156,6 @@ def _trained_to_like_knives() -> ClickModel:
         model.learn_one({"knives": 1.0}, True, offer_id="knives")
         model.learn_one({"welcome": 1.0}, False, offer_id="welcome")
     return model
-
-
-async def _publish(settings: Settings, app_id: str, version: str, raw: bytes) -> None:
-    redis = Redis.from_url(settings.redis_url)
-    try:
-        await redis.set(keys.click_model(app_id, version), raw, ex=600)
-        await redis.set(keys.click_model_current(app_id), version, ex=600)
-    finally:
-        await redis.aclose()
 
 
 async def test_a_published_model_is_used_and_logged(settings: Settings, site_id: str) -> None:
@@ -256,7 +254,6 @@ async def test_explain_lists_candidates_and_logs_nothing(settings: Settings, sit
     app = create_app(with_token, catalogue=small_catalogue())
     async with running(app) as client:
         response = await client.get("/v1/offers/explain", params=offer_params(site_id, fan), headers=ADMIN)
-        await app.state.impressions.join()
         text = (await client.get("/metrics")).text
         queued = app.state.decisions.queued
     assert response.status_code == 200
@@ -274,7 +271,7 @@ async def test_explain_lists_candidates_and_logs_nothing(settings: Settings, sit
     assert candidates["run-shoes"]["probability"] == 1.0
     assert candidates["run-shoes"]["contributions"][0][0] == "match=interest"
     assert body["context"]["interests"]["shoes"] > 0
-    # Nothing served: no decision logged, no outcome counted, no impression recorded.
+    # Nothing served: no decision logged (so the worker counts no impression), no outcome counted.
     assert queued == 0 and metric_value(text, "tracker_offer_decisions_sent_total") == 0
     assert (
         sum(
@@ -283,29 +280,3 @@ async def test_explain_lists_candidates_and_logs_nothing(settings: Settings, sit
         )
         == 0
     )
-    redis = Redis.from_url(settings.redis_url)
-    try:
-        assert await redis.exists(keys.serving_state(site_id, fan)) == 0
-    finally:
-        await redis.aclose()
-
-
-async def test_batched_counts_survive_redis_losing_its_scripts(settings: Settings, site_id: str) -> None:
-    fans = [visitor(site_id) for _ in range(6)]
-    for fan in fans:
-        await store_profile(settings, site_id, fan, {"shoes": 5})
-    app = create_app(settings, catalogue=small_catalogue())
-    redis = Redis.from_url(settings.redis_url, decode_responses=True)
-    try:
-        async with running(app) as client:
-            await client.get("/v1/offers", params=offer_params(site_id, fans[0]))
-            await app.state.impressions.join()
-            await redis.script_flush()  # as after a Redis restart: the pipelined EVALSHAs fail
-            await asyncio.gather(*(client.get("/v1/offers", params=offer_params(site_id, f)) for f in fans))
-            await app.state.impressions.join()
-            text = (await client.get("/metrics")).text
-        counts = [await redis.hget(keys.serving_state(site_id, fan), "imp:run-shoes") for fan in fans]
-    finally:
-        await redis.aclose()
-    assert counts == ["2"] + ["1"] * 5
-    assert metric_value(text, "tracker_offer_impressions_recorded_total", result="recorded") == 7

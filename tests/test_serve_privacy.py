@@ -13,7 +13,15 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 from redis.asyncio import Redis
-from serve_support import closed_port, metric_value, running, small_catalogue, store_profile, visitor
+from serve_support import (
+    closed_port,
+    metric_value,
+    running,
+    small_catalogue,
+    store_caps,
+    store_profile,
+    visitor,
+)
 
 from tracker import keys
 from tracker.schema import ErasureRequest
@@ -237,12 +245,7 @@ def signed(site: str, vid: str, *, expires: int | None = None, key: str = KEY) -
 async def test_signed_link_returns_the_visitors_profile(privacy_settings: Settings, site_id: str) -> None:
     vid = visitor()
     await store_profile(privacy_settings, site_id, vid, {"shoes": 2, "books": 1})
-    redis = Redis.from_url(privacy_settings.redis_url)
-    try:
-        await redis.hset(keys.serving_state(site_id, vid), mapping={"imp:run-shoes": 3, "imp:welcome": 1})
-        await redis.expire(keys.serving_state(site_id, vid), 600)
-    finally:
-        await redis.aclose()
+    await store_caps(privacy_settings, site_id, vid, {"run-shoes": 3, "welcome": 1})
     async with running(create_app(privacy_settings, catalogue=small_catalogue())) as client:
         response = await client.get("/v1/me", params=signed(site_id, vid))
         text = (await client.get("/metrics")).text
@@ -258,7 +261,7 @@ async def test_signed_link_returns_the_visitors_profile(privacy_settings: Settin
         {"offer_id": "run-shoes", "impressions": 3},
         {"offer_id": "welcome", "impressions": 1},
     ]
-    assert body["serving_state"] == {"imp:run-shoes": "3", "imp:welcome": "1"}
+    assert body["frequency_caps"]["today"] == {"run-shoes": 3, "welcome": 1}
     assert body["retention_seconds"] == privacy_settings.profile_retention_seconds
     assert metric_value(text, "tracker_offer_self_access_requests_total", result="signed_link") == 1
 

@@ -96,6 +96,12 @@ def test_clicks_on_shown_offers_train_the_published_click_model(stack, site_id: 
         try:
             assert client.get(keys.profile(site_id, silent)) is None
             assert client.get(keys.profile(site_id, shown[0])) is not None
+            # Every offer served counts towards the visitor's caps, once (shown[0]'s decision came
+            # twice), seen or not; the counts live as long as the profile.
+            for vid in (shown[0], shown[1], silent):
+                caps = orjson.loads(client.get(keys.caps(site_id, vid)))
+                assert caps["today"] == {"shoes-offer": 1}, vid
+            assert client.ttl(keys.caps(site_id, silent)) > settings.profile_retention_seconds - 60
         finally:
             client.close()
     finally:

@@ -167,3 +167,19 @@ def test_erasures_are_routed_with_kafkas_default_partitioner() -> None:
         key = f"site-{n % 7}:visitor-{n:08d}".encode()
         for partitions in (1, 4, 12):
             assert key_partition(key, partitions) == (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def test_offers_served_are_counted_kept_and_erased_with_the_visitor() -> None:
+    """A visitor known only from decisions keeps their caps while they bind (today, or the
+    session), across a restore, and loses them with everything else on erasure."""
+    state = VisitorState("shop", "visitor-0007", profile=None)
+    for n, offer_id in enumerate(["run", "run", "pan"]):
+        state.count_served({"offer_id": offer_id, "ts": T0 + n, "context": {"session_id": "s1"}})
+    assert state.caps is not None and state.caps.today == {"run": 2, "pan": 1}
+    restored = VisitorState.from_bytes(state.to_bytes())
+    assert restored == state
+    retention = 30 * 86_400_000
+    assert not state.expired(T0 + 60_000, retention), "its caps still bind today"
+    next_day = (T0 // 86_400_000 + 1) * 86_400_000 + 31 * 60_000
+    assert state.expired(next_day, retention), "nothing binds any more: the entry may go"
+    assert state.erase("r1", T0 + 1) and state.caps is None

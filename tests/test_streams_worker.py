@@ -210,29 +210,46 @@ def test_erasure_end_to_end_until_consent_is_given_again(
     producer.send([old])
     wait_profiles(settings, site_id, {v: {"counts": {"product_view": 1}}})
 
-    request = ErasureRequest(
-        site_id=site_id, visitor_id=v, request_id=uuid.uuid4().hex, requested_at=now_ms()
-    )
-    producer.send_raw(settings.topic_erasures, partition_key(site_id, v), request.model_dump_json().encode())
+    def serve_offer() -> None:  # what the offer API logs for each offer it serves
+        record = {"decision_id": uuid.uuid4().hex, "site_id": site_id, "visitor_id": v, "ts": now_ms()}
+        record |= {"slot": "home-hero", "offer_id": "garden-offer", "propensity": 1.0, "features": {}}
+        producer.send_raw(settings.topic_decisions, partition_key(site_id, v), orjson.dumps(record))
+
     client = redis.Redis.from_url(settings.redis_url)
     try:
+        serve_offer()
+        caps = orjson.loads(wait_for(lambda: client.get(keys.caps(site_id, v)), 60, "the offer counted"))
+        assert caps["today"] == {"garden-offer": 1} and caps["session"] == {"garden-offer": 1}
+
+        request = ErasureRequest(
+            site_id=site_id, visitor_id=v, request_id=uuid.uuid4().hex, requested_at=now_ms()
+        )
+        producer.send_raw(
+            settings.topic_erasures, partition_key(site_id, v), request.model_dump_json().encode()
+        )
         done = wait_for(lambda: client.get(keys.erasure_done(request.request_id)), 60, "erasure confirmation")
         confirmation = orjson.loads(done)
         assert confirmation["status"] == "done" and confirmation["visitor_id"] == v
         assert client.get(keys.profile(site_id, v)) is None
+        assert client.get(keys.caps(site_id, v)) is None, "the offers shown to them go too"
         assert orjson.loads(client.get(keys.erased(site_id, v)))["request_id"] == request.request_id
 
-        # Events after the erasure are not profiled ...
+        # Events and offers after the erasure are not profiled, nor counted ...
         erased_before = worker.metric("tracker_worker_events_total", outcome="erased")
         producer.send(
             [tracked(event(site_id, v, "product_view", now_ms(), product_id="p2", category="garden"))]
         )
+        serve_offer()
         wait_for(
-            lambda: worker.metric("tracker_worker_events_total", outcome="erased") > erased_before,
+            lambda: (
+                worker.metric("tracker_worker_events_total", outcome="erased") > erased_before
+                and worker.metric("tracker_worker_decisions_total", outcome="erased") >= 1
+            ),
             60,
-            "the post-erasure event to be dropped",
+            "the post-erasure event and decision to be dropped",
         )
         assert client.get(keys.profile(site_id, v)) is None
+        assert client.get(keys.caps(site_id, v)) is None
         # ... until consent is granted again; nothing of before comes back, not even the event ids.
         producer.send([tracked(event(site_id, v, "consent", now_ms(), state="granted")), old])
         stored = wait_profiles(settings, site_id, {v: {"counts": {"consent": 1, "product_view": 1}}})

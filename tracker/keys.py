@@ -21,10 +21,14 @@ def profile(site_id: str, visitor_id: str) -> str:
     return f"{PREFIX}:profile:{visitor_tag(site_id, visitor_id)}"
 
 
-def serving_state(site_id: str, visitor_id: str) -> str:
-    """Hash: per-visitor serving state (frequency-cap counters, holdout assignment; field names
-    defined by #6). Read with the profile in the offer API's one round trip. Writer: (#6)."""
-    return f"{PREFIX}:serving:{visitor_tag(site_id, visitor_id)}"
+def caps(site_id: str, visitor_id: str) -> str:
+    """String (JSON, :meth:`tracker.models.caps.ImpressionCounts.to_dict`): the offers served to
+    the visitor this session and today, for frequency caps. Writer: stream worker (from the
+    ``decisions`` topic). Reader: offer API, with the profile in one round trip.
+
+    (It replaced ``trk:v1:serving:{site:visitor}``, a hash the offer API wrote itself; left over
+    ones are read by nothing and expire with their TTL.)"""
+    return f"{PREFIX}:caps:{visitor_tag(site_id, visitor_id)}"
 
 
 def erased(site_id: str, visitor_id: str) -> str:

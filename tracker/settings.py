@@ -185,6 +185,9 @@ class Settings(BaseSettings):
     # batch to fill: the freshness/throughput trade-off.
     worker_batch_max: int = Field(default=500, ge=1, le=100_000)
     worker_batch_wait_seconds: float = Field(default=0.005, gt=0, le=10)
+    # How long Kafka may hold a fetch to gather records (up to 256 KiB): with records trickling
+    # in, a fetch per few records costs the worker and the broker more than the records do.
+    worker_fetch_wait_seconds: float = Field(default=0.01, ge=0, le=1.5)
     # Offsets are committed this often (a crash re-reads at most this much; duplicates are skipped).
     worker_commit_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     # Kafka group session: a worker that dies silently is replaced after this long.

@@ -1,18 +1,17 @@
 """Frequency caps: how many times one visitor saw each offer this session and today.
 
 :class:`ImpressionCounts` is the per-visitor state behind ``caps.per_session``
-and ``caps.per_day``. The offer API records each offer it serves
-(:meth:`ImpressionCounts.record`, idempotent by decision id: a banner is counted
-when served, the page renders what it is served) and reads the counts with
+and ``caps.per_day``. The stream worker counts each offer served
+(:meth:`ImpressionCounts.record`) as it takes in the offer API's decision
+records (a banner is counted when served: the page renders what it is served),
+keeps the counts in the visitor's state and writes them to
+``trk:v1:caps:{site:visitor}`` (:meth:`ImpressionCounts.to_dict` as JSON); the
+offer API reads them with the profile in its one round trip and asks
 :meth:`ImpressionCounts.session_count` and :meth:`ImpressionCounts.day_count`.
-
-Stored as the fields of the visitor's serving-state hash
-(``trk:v1:serving:{site:visitor}``, :meth:`ImpressionCounts.to_fields`), which
-the offer API reads in the same round trip as the profile: ``imp:<offer>`` is
-today's impressions of the offer (what ``GET /v1/me`` lists), ``ses:<offer>``
-this session's, ``day``, ``session``, ``last`` and ``decisions`` the rest.
-The writer replaces the hash as a whole, compare-and-set on a revision field
-(:mod:`tracker.serve.serving`), so two slots of one page served at once both count.
+One writer per visitor, in order with the visitor's erasure: no compare-and-set,
+and nothing written after an erasure. A count reaches the API tens of
+milliseconds after its decision (the pipeline's delay): caps are at most that
+much more lenient, never stricter.
 
 Days are UTC calendar days. A session is the ``session_id`` the events carry;
 when a caller does not know it, a session is over after
@@ -31,7 +30,6 @@ False
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,47 +80,14 @@ class ImpressionCounts:
         """Impressions of ``offer_id`` on the UTC day of ``now_ms``."""
         return self.today.get(offer_id, 0) if now_ms // DAY_MS == self.day else 0
 
+    def live(self, now_ms: int) -> bool:
+        """Whether any count can still bind at ``now_ms`` (today's, or an ongoing session's)."""
+        return self.last_at > 0 and (now_ms // DAY_MS == self.day or now_ms - self.last_at <= SESSION_GAP_MS)
+
     def _same_session(self, session_id: str | None, at_ms: int) -> bool:
         if session_id is not None and self.session_id is not None:
             return session_id == self.session_id
         return self.last_at > 0 and at_ms - self.last_at <= SESSION_GAP_MS
-
-    def to_fields(self) -> dict[str, str]:
-        """The serving-state hash fields (all strings, as Redis stores them)."""
-        fields = {
-            "caps_v": str(CAPS_SCHEMA_VERSION),
-            "day": str(self.day),
-            "last": str(self.last_at),
-            "decisions": ",".join(self.decisions),
-        }
-        if self.session_id is not None:
-            fields["session"] = self.session_id
-        fields.update({f"imp:{offer}": str(n) for offer, n in self.today.items()})
-        fields.update({f"ses:{offer}": str(n) for offer, n in self.session.items()})
-        return fields
-
-    @classmethod
-    def from_fields(cls, fields: Mapping[str | bytes, str | bytes]) -> ImpressionCounts:
-        """Counts from the serving-state hash (``HGETALL``); an empty hash is a visitor never shown anything.
-
-        Other fields of the hash are ignored, so it can hold more than caps.
-        """
-        text = {_text(k): _text(v) for k, v in fields.items()}
-        if not text.get("caps_v"):
-            return cls()
-        if text["caps_v"] != str(CAPS_SCHEMA_VERSION):
-            raise ValueError(
-                f"impression counts layout version {text['caps_v']!r} is not {CAPS_SCHEMA_VERSION}; "
-                "drop the serving state (caps restart from zero) or migrate it"
-            )
-        return cls(
-            session_id=text.get("session"),
-            day=int(text["day"]),
-            last_at=int(text["last"]),
-            session={k[4:]: int(v) for k, v in text.items() if k.startswith("ses:")},
-            today={k[4:]: int(v) for k, v in text.items() if k.startswith("imp:")},
-            decisions=[d for d in text.get("decisions", "").split(",") if d],
-        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -150,7 +115,3 @@ class ImpressionCounts:
             today={k: int(v) for k, v in data["today"].items()},
             decisions=list(data["decisions"]),
         )
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -22,6 +22,10 @@ Why each part is there:
   reward falls due; a decision can arrive before the visitor's first event, so a
   state may hold rewards and no profile (nothing is written to Redis for it, and it
   goes once its rewards are out).
+- ``caps``: the offers served to the visitor this session and today
+  (:class:`~tracker.models.caps.ImpressionCounts`), counted from the decisions the
+  join takes in: the one writer of the frequency-cap counters the offer API reads,
+  so they are erased with the rest and never written after an erasure.
 - ``erased``: events for an erased visitor are dropped until a ``consent``
   event granting consent *received after* the erasure request; ``requests``
   remembers handled request ids so that a redelivered erasure never erases
@@ -47,6 +51,7 @@ from typing import Any, Literal
 
 import orjson
 
+from tracker.models.caps import ImpressionCounts
 from tracker.models.profile import Profile, ProfileConfig, fold_event
 from tracker.models.sessions import Session
 from tracker.schema import EventType, SessionRecord, TrackedEvent
@@ -90,6 +95,8 @@ class VisitorState:
     # VisitorRewards.to_dict() while decisions await their feedback, and its next_due_ms().
     rewards: dict[str, Any] | None = None
     rewards_due: int | None = None
+    # Offers served (frequency caps), projected to Redis for the offer API.
+    caps: ImpressionCounts | None = None
 
     @classmethod
     def new(cls, site_id: str, visitor_id: str) -> VisitorState:
@@ -162,11 +169,22 @@ class VisitorState:
     def expired(self, now_ms: int, retention_ms: int) -> bool:
         """Nothing happened for the retention period: the whole entry must go."""
         if self.profile is None and self.erased is None:
-            return self.rewards is None  # only a reward join: it goes when its rewards are out
+            # Only known from decisions: it goes when its rewards are out and its caps bind no more.
+            return self.rewards is None and (self.caps is None or not self.caps.live(now_ms))
         last = self.last_rx
         if self.erased is not None:
             last = max(last, int(self.erased["requested_at"]))
         return now_ms - last > retention_ms
+
+    # --- offers served ---------------------------------------------------------------------
+
+    def count_served(self, record: dict[str, Any]) -> None:
+        """Count the offer of a ``decisions`` record (new to the join: a redelivery is not
+        counted again) towards the visitor's frequency caps."""
+        context = record.get("context") or {}
+        if self.caps is None:
+            self.caps = ImpressionCounts()
+        self.caps.record(record["offer_id"], at_ms=int(record["ts"]), session_id=context.get("session_id"))
 
     # --- erasure ------------------------------------------------------------------------------
 
@@ -180,6 +198,7 @@ class VisitorState:
         self.erased = {"request_id": request_id, "requested_at": max(previous, requested_at)}
         self.profile, self.emitted = None, None
         self.rewards, self.rewards_due = None, None  # their pending rewards are never learned
+        self.caps = None
         return True
 
     # --- table codec (lossless: a restored state folds on exactly like the one in memory) ----
@@ -198,6 +217,7 @@ class VisitorState:
                 "req": self.requests,
                 "rw": self.rewards,
                 "due": self.rewards_due,
+                "caps": self.caps.to_dict() if self.caps is not None else None,
             }
         )
 
@@ -222,4 +242,5 @@ class VisitorState:
             requests=list(data["req"]),
             rewards=data.get("rw"),  # absent in states written before rewards were joined
             rewards_due=data.get("due"),
+            caps=ImpressionCounts.from_dict(data["caps"]) if data.get("caps") else None,  # absent before caps
         )

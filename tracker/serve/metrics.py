@@ -33,8 +33,6 @@ Outcome = Literal["personalised", "holdout", "default", "fallback", "empty"]
 OUTCOMES: tuple[Outcome, ...] = ("personalised", "holdout", "default", "fallback", "empty")
 DROP_REASONS = ("queue_full", "kafka_error", "shutdown")
 REDIS_ERRORS = ("timeout", "connection", "error", "circuit_open")
-# What became of the impression count of an offer served (tracker/serve/serving.py).
-IMPRESSION_RESULTS = ("recorded", "dropped", "skipped", "conflict", "error", "unreadable")
 
 # The API aims at single-digit milliseconds; the top buckets catch Redis timeouts.
 LATENCY_BUCKETS = (
@@ -100,7 +98,7 @@ class OfferMetrics:
         # --- Redis ----------------------------------------------------------
         self.redis_duration = Histogram(
             "tracker_offer_redis_duration_seconds",
-            "Time of the one Redis round trip per offer request (profile and serving state), "
+            "Time of the one Redis round trip per offer request (profile and frequency-cap counts), "
             "failures included.",
             buckets=REDIS_BUCKETS,
             registry=r,
@@ -167,18 +165,10 @@ class OfferMetrics:
             registry=r,
         )
         # --- frequency caps -------------------------------------------------
-        self.impressions = Counter(
-            "tracker_offer_impressions_recorded",
-            "Offers served whose impression was (or was not) added to the visitor's frequency-cap "
-            "counters, by result: recorded; dropped (queue full); skipped (Redis breaker open); "
-            "conflict (concurrent writers, retries exhausted); error (Redis); unreadable (stored "
-            "counters of another layout, left alone).",
-            ["result"],
-            registry=r,
-        )
-        self.impression_queue_depth = Gauge(
-            "tracker_offer_impression_queue_depth",
-            "Impression counts waiting in memory to be written to Redis.",
+        self.caps_unreadable = Counter(
+            "tracker_offer_caps_unreadable",
+            "Requests whose stored frequency-cap counts could not be read (another layout, damaged): "
+            "decided without caps.",
             registry=r,
         )
         # --- privacy --------------------------------------------------------
@@ -206,8 +196,6 @@ class OfferMetrics:
             self.decisions_dropped.labels(reason=reason)
         for kind in REDIS_ERRORS:
             self.redis_errors.labels(kind=kind)
-        for result in IMPRESSION_RESULTS:
-            self.impressions.labels(result=result)
         for result in ("accepted", "unavailable"):
             self.erasures.labels(result=result)
         for result in ("signed_link", "cookie", "denied"):

@@ -1,7 +1,7 @@
 """``GET /v1/offers``: the banner to show one visitor in one slot, now (and its explanation).
 
 One Redis round trip per request (:class:`~tracker.serve.store.VisitorStore`:
-profile and serving state, i.e. frequency-cap counters, in one script call),
+profile and frequency-cap counts in one ``MGET``; the API never writes them),
 then the pure policy (:func:`tracker.models.policy.decide`: rules and caps,
 holdout, click model, exploration; docs/DECISIONS.md) against the in-process
 catalogue and click model (:mod:`tracker.serve.snapshots`). The request
@@ -9,9 +9,9 @@ always gets an answer: if Redis is slow, down, or cut off by the circuit
 breaker, or the stored profile cannot be read, the slot's default offer is
 served with ``fallback: true`` within ``TRACKER_REDIS_TIMEOUT_SECONDS`` (at
 once while the breaker is open). After answering, the decision goes to the
-``decisions`` topic and the offer served to the visitor's frequency-cap
-counters, both in the background (:mod:`tracker.serve.decisions`,
-:mod:`tracker.serve.serving`): never waited for.
+``decisions`` topic in the background (:mod:`tracker.serve.decisions`: never
+waited for); the stream worker joins it with its feedback and counts its offer
+towards the visitor's frequency caps (the one writer of the counts).
 
 Optional query parameters describe the page: ``page`` (its path, for the
 catalogue's ``pages`` rules), ``page_type`` (``home``, ``category``,
@@ -75,7 +75,6 @@ from tracker.schema import Category, SiteId, VisitorId
 from tracker.serve.decisions import DECISION_SCHEMA_VERSION, DecisionLog
 from tracker.serve.deps import privacy_rate_limit, require_admin
 from tracker.serve.metrics import OfferMetrics, Outcome
-from tracker.serve.serving import ImpressionRecorder, Served
 from tracker.serve.store import REASON_STATE_UNREADABLE, StoreUnavailable
 from tracker.settings import Settings
 
@@ -191,7 +190,7 @@ async def explain_offer(
     decision is logged, no impression counted. Same parameters as ``GET /v1/offers``."""
     query = OfferQuery(site, visitor, slot, page, page_type, category, device, cart)
     now_ms = time.time_ns() // 1_000_000
-    decision, fallback, _ = await decide_for(request.app.state, query, now_ms, explain=True)
+    decision, fallback = await decide_for(request.app.state, query, now_ms, explain=True)
     body = decision.explain() | {"site_id": site, "visitor_id": visitor, "fallback": fallback}
     return Response(orjson.dumps(body), media_type="application/json", headers=NO_STORE)
 
@@ -255,7 +254,7 @@ async def answer(state: Any, query: OfferQuery) -> bytes:
     started = time.perf_counter()
     metrics: OfferMetrics = state.metrics
     now_ms = time.time_ns() // 1_000_000
-    decision, fallback, serving = await decide_for(state, query, now_ms)
+    decision, fallback = await decide_for(state, query, now_ms)
     offer = decision.offer
 
     outcome: Outcome
@@ -282,19 +281,6 @@ async def answer(state: Any, query: OfferQuery) -> bytes:
     if offer is not None:
         decisions: DecisionLog = state.decisions
         decisions.log(decision_record(decision, decision_id, query, now_ms, fallback=fallback))
-        if serving is not None:
-            impressions: ImpressionRecorder = state.impressions
-            impressions.record(
-                Served(
-                    query.site,
-                    query.visitor,
-                    offer.id,
-                    decision_id,
-                    now_ms,
-                    decision.context.session_id,
-                    serving,
-                )
-            )
     metrics.outcome(outcome).inc()
     metrics.duration.observe(time.perf_counter() - started)
     return orjson.dumps(body)
@@ -302,32 +288,31 @@ async def answer(state: Any, query: OfferQuery) -> bytes:
 
 async def decide_for(
     state: Any, query: OfferQuery, now_ms: int, *, explain: bool = False
-) -> tuple[Decision, bool, dict[str, str] | None]:
-    """The decision, whether it is a fallback, and the serving state to count its offer into
-    (None: do not count it, e.g. Redis could not be read)."""
+) -> tuple[Decision, bool]:
+    """The decision, and whether it is a fallback."""
     settings: Settings = state.settings
     catalogue: Catalogue = state.catalogue.value
     if not catalogue.offers_for_slot(query.slot):
         # Nothing could fill the slot whatever the profile says: skip the Redis round trip.
-        return _fallback(catalogue, query, now_ms, REASON_NO_OFFER), False, None
+        return _fallback(catalogue, query, now_ms, REASON_NO_OFFER), False
     try:
         stored = await state.store.read(query.site, query.visitor)
         profile = Profile.from_dict(orjson.loads(stored.profile)) if stored.profile is not None else None
         ctx = _context(profile, query, now_ms, settings)
     except StoreUnavailable as exc:
-        return _fallback(catalogue, query, now_ms, exc.reason), True, None
+        return _fallback(catalogue, query, now_ms, exc.reason), True
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         log.warning("unreadable profile for site %s: %s", query.site, exc)
-        return _fallback(catalogue, query, now_ms, REASON_STATE_UNREADABLE), True, None
+        return _fallback(catalogue, query, now_ms, REASON_STATE_UNREADABLE), True
 
-    serving: dict[str, str] | None = stored.serving
-    try:
-        counts: ImpressionCounts | None = ImpressionCounts.from_fields(stored.serving)
-    except (ValueError, KeyError) as exc:
-        # Counters of another layout (or damaged): decide without caps, and leave them alone.
-        log.warning("unreadable serving state for site %s: %s", query.site, exc)
-        state.metrics.impressions.labels(result="unreadable").inc()
-        counts, serving = None, None
+    counts: ImpressionCounts | None = None
+    if stored.caps is not None:
+        try:
+            counts = ImpressionCounts.from_dict(orjson.loads(stored.caps))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            # Counts of another layout (or damaged): decide without caps (more lenient, never stricter).
+            log.warning("unreadable frequency-cap counts for site %s: %s", query.site, exc)
+            state.metrics.caps_unreadable.inc()
 
     policy: Policy = state.policy
     model: ClickModel = state.model.value
@@ -347,7 +332,7 @@ async def decide_for(
     )
     if not trained and decision.reason == REASON_POPULAR:
         decision = _cold_default(decision, catalogue, query, ctx, now_ms, counts, policy, profile is not None)
-    return decision, False, serving
+    return decision, False
 
 
 def _cold_default(

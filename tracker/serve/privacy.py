@@ -157,6 +157,12 @@ async def me(
         except (ValueError, KeyError, TypeError) as exc:
             # Still show what is stored (if it is JSON): the visitor's copy must not hide data.
             log.warning("self-access: profile layout not understood for site %s: %s", site, exc)
+    caps: dict[str, Any] | None = None
+    if state.caps is not None:
+        try:
+            caps = orjson.loads(state.caps)
+        except ValueError as exc:
+            log.warning("self-access: frequency-cap counts not JSON for site %s: %s", site, exc)
     body = {
         "site_id": site,
         "visitor_id": visitor_id,
@@ -164,8 +170,8 @@ async def me(
         "profile": stored,
         "interests": interests,
         "segment": stored.get("segment") if stored else None,
-        "recent_offers": _recent_offers(state.serving),
-        "serving_state": state.serving,
+        "recent_offers": _recent_offers(caps),
+        "frequency_caps": caps,
         "retention_seconds": settings.profile_retention_seconds,
     }
     return Response(orjson.dumps(body), media_type="application/json", headers=_NO_STORE)
@@ -216,10 +222,10 @@ def _is_visitor_id(value: str) -> bool:
     return True
 
 
-def _recent_offers(serving: dict[str, str]) -> list[dict[str, Any]]:
-    """Offers shown to the visitor, from the serving state's ``imp:<offer_id>`` counters (#6)."""
-    offers = []
-    for name, value in serving.items():
-        if name.startswith("imp:") and value.isdigit():
-            offers.append({"offer_id": name[4:], "impressions": int(value)})
+def _recent_offers(caps: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Offers shown to the visitor on their last day with offers (the caps' ``today`` counts)."""
+    today = (caps or {}).get("today")
+    if not isinstance(today, dict):
+        return []
+    offers = [{"offer_id": str(offer), "impressions": n} for offer, n in today.items() if isinstance(n, int)]
     return sorted(offers, key=lambda offer: (-offer["impressions"], offer["offer_id"]))

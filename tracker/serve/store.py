@@ -1,11 +1,10 @@
 """Everything the offer API needs about one visitor, in one Redis round trip.
 
-One small Lua script reads the visitor's profile (``trk:v1:profile:{site:visitor}``)
-and their serving state (``trk:v1:serving:{site:visitor}``, a hash for frequency-cap
-counters and the holdout assignment, #6) in a single ``EVALSHA``. Both keys
-share the hash tag ``{site:visitor}``, so on Redis Cluster the script touches
-one slot. Adding what #6 needs (caps, holdout) means adding fields to that
-hash, not round trips.
+One ``MGET`` reads the visitor's profile (``trk:v1:profile:{site:visitor}``) and
+their frequency-cap counts (``trk:v1:caps:{site:visitor}``); both are written by
+the stream worker, so the API only reads. Both keys share the hash tag
+``{site:visitor}``, so on Redis Cluster the read touches one slot. The holdout
+needs no stored state (a hash of the visitor id).
 
 Every read is bounded by ``TRACKER_REDIS_TIMEOUT_SECONDS`` and goes through a
 :class:`~tracker.serve.breaker.CircuitBreaker`: once Redis has failed
@@ -19,7 +18,7 @@ import asyncio
 import inspect
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -38,10 +37,6 @@ from tracker.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# KEYS[1]: profile (string), KEYS[2]: serving state (hash). A missing profile comes back as nil.
-READ_VISITOR_LUA = """
-return {redis.call('GET', KEYS[1]), redis.call('HGETALL', KEYS[2])}
-"""
 
 # Connections one API process may hold. Requests beyond wait for a free one (within the budget):
 # a stalled Redis must not turn into a storm of new connections.
@@ -54,11 +49,11 @@ REASON_STATE_UNREADABLE = "profile_unreadable"
 
 @dataclass(frozen=True, slots=True)
 class VisitorState:
-    """What Redis holds for one visitor: the raw profile JSON (None if never seen) and the
-    serving-state hash (field -> value; empty until #6 writes caps and holdout)."""
+    """What Redis holds for one visitor: the raw profile JSON and the raw frequency-cap counts
+    JSON (each None if there is none: never seen, never served an offer)."""
 
     profile: bytes | None
-    serving: dict[str, str] = field(default_factory=dict)
+    caps: bytes | None = None
 
 
 class StoreUnavailable(Exception):
@@ -79,7 +74,6 @@ class VisitorStore:
         self.breaker = breaker
         self.timeout_seconds = timeout_seconds
         self._metrics = metrics
-        self._read_script = redis.register_script(READ_VISITOR_LUA)
 
     async def read(self, site_id: str, visitor_id: str) -> VisitorState:
         """The visitor's state; raises :class:`StoreUnavailable` when Redis cannot answer in time."""
@@ -90,8 +84,8 @@ class VisitorStore:
         try:
             # Socket timeouts bound each read; this bounds connect + send + read together.
             async with asyncio.timeout(self.timeout_seconds):
-                reply = await self._read_script(
-                    keys=[keys.profile(site_id, visitor_id), keys.serving_state(site_id, visitor_id)]
+                profile, caps = await self.redis.execute_command(
+                    "MGET", keys.profile(site_id, visitor_id), keys.caps(site_id, visitor_id)
                 )
         except ResponseError as exc:
             # Redis answered (e.g. WRONGTYPE for one visitor's key): not an outage, no breaker trip.
@@ -110,12 +104,7 @@ class VisitorStore:
         finally:
             self._metrics.redis_duration.observe(time.perf_counter() - started)
         self.breaker.success()
-        profile, flat = reply
-        serving = {
-            flat[i].decode("utf-8", "replace"): flat[i + 1].decode("utf-8", "replace")
-            for i in range(0, len(flat) - 1, 2)
-        }
-        return VisitorState(profile=profile, serving=serving)
+        return VisitorState(profile=profile, caps=caps)
 
     async def ping(self) -> str:
         """``ok`` or ``unavailable: <why>`` (for readiness; does not count towards the breaker)."""
@@ -133,7 +122,7 @@ class VisitorStore:
 
 
 def redis_client(settings: Settings) -> Redis:
-    """The offer API's hot Redis client (visitor reads, serving-state writes, erasure status).
+    """The offer API's hot Redis client (visitor reads, erasure status).
 
     Every caller bounds its whole call (pool wait, connect, send, read) with
     ``asyncio.timeout(TRACKER_REDIS_TIMEOUT_SECONDS)``, and redis-py drops a connection whose

@@ -99,7 +99,7 @@ def create_app(settings: Settings) -> faust.App:
         batch_max=settings.worker_batch_max,
         batch_wait_seconds=settings.worker_batch_wait_seconds,
     )
-    intake.install(app, visitor_intake)
+    intake.install(app, visitor_intake, fetch_wait_seconds=settings.worker_fetch_wait_seconds)
     partitions = settings.topic_partitions
     # events (external, created by `tracker topics`) and the control topic (internal: Faust
     # creates it) feed one agent, so a visitor's changes are applied one at a time, in order.

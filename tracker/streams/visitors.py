@@ -134,8 +134,10 @@ class _Batch:
     rewrite: dict[bytes, VisitorState] = field(default_factory=dict)
     sessions: list[tuple[bytes, SessionRecord]] = field(default_factory=list)
     rewards: list[Reward] = field(default_factory=list)
-    # Changed states whose profile did not change (only their reward join): no Redis write.
+    # Changed states whose profile did not change (their reward join, caps): no profile write.
     quiet: set[bytes] = field(default_factory=set)
+    # Visitors whose frequency-cap counts changed (a decision counted): their caps key is written.
+    caps: set[bytes] = field(default_factory=set)
     erasures: list[tuple[bytes, dict[str, Any]]] = field(default_factory=list)
     lifted: set[bytes] = field(default_factory=set)
     received: list[int] = field(default_factory=list)
@@ -499,6 +501,9 @@ class VisitorProcessor:
             return
         metrics.DECISIONS_JOINED.labels(outcome="joined" if added else "ignored").inc()
         if added:
+            # Counted once, as the join takes it in: the one writer of the visitor's caps.
+            state.count_served(record)
+            batch.caps.add(key)
             self._changed_quietly(batch, key, state, message)
 
     @staticmethod
@@ -582,7 +587,7 @@ class VisitorProcessor:
             await asyncio.gather(*(self._send_reward(reward) for reward in batch.rewards))
         durable = [await self.changelog.write(self._write_table(batch))]
         if batch.changed or batch.deleted or batch.rewrite:
-            await self._retry("profile write", lambda: self._write_redis(batch))
+            await self._retry("profile and caps write", lambda: self._write_redis(batch))
         if batch.erasures:
             # Confirmed only once the tombstone is durable in the changelog, not just in memory.
             await asyncio.gather(*durable)
@@ -663,15 +668,25 @@ class VisitorProcessor:
                 if key in batch.lifted:
                     pipe.command("DEL", keys.erased(site_id, visitor_id))
             elif state.erased is not None:
-                pipe.command("DEL", keys.profile(site_id, visitor_id))
+                pipe.command("DEL", keys.profile(site_id, visitor_id), keys.caps(site_id, visitor_id))
                 tombstone = {**state.erased, "done_at": self._now_ms()}
                 pipe.set_ex(keys.erased(site_id, visitor_id), orjson.dumps(tombstone), ttl)
+        for key in batch.caps:
+            caps = batch.changed[key][0].caps if key in batch.changed else None
+            if caps is not None:  # else erased or expired later in this batch: deleted below
+                site_id, visitor_id = split_key(key)
+                pipe.set_ex(keys.caps(site_id, visitor_id), orjson.dumps(caps.to_dict()), ttl)
         for key, state in batch.rewrite.items():
             site_id, visitor_id = split_key(key)
             pipe.set_ex(keys.profile(site_id, visitor_id), self._project(state), ttl)
         for key in batch.deleted:
             site_id, visitor_id = split_key(key)
-            pipe.command("DEL", keys.profile(site_id, visitor_id), keys.erased(site_id, visitor_id))
+            pipe.command(
+                "DEL",
+                keys.profile(site_id, visitor_id),
+                keys.erased(site_id, visitor_id),
+                keys.caps(site_id, visitor_id),
+            )
         await pipe.execute(self.redis)
 
     async def _confirm_erasures(self, batch: _Batch) -> None:
@@ -757,18 +772,21 @@ class VisitorProcessor:
             await self.control_topic.send(key=key, value=control.to_bytes(), partition=partition)
 
     async def resync_redis(self) -> int:
-        """Write every profile of the active partitions to Redis again (after Redis lost them)."""
+        """Write every profile (and frequency-cap counts) of the active partitions to Redis
+        again (after Redis lost them); the number of profiles written."""
         active = self.active_partitions()
         written = 0
         async with self.lock:
             pipe = self.redis.pipeline(transaction=False)
             ttl = self.settings.profile_retention_seconds
             for key, state in list(self.table.items()):
-                if not isinstance(state, VisitorState) or state.profile is None:
-                    continue
-                if state.partition not in active:
+                if not isinstance(state, VisitorState) or state.partition not in active:
                     continue
                 site_id, visitor_id = split_key(key)
+                if state.caps is not None:
+                    pipe.set(keys.caps(site_id, visitor_id), orjson.dumps(state.caps.to_dict()), ex=ttl)
+                if state.profile is None:
+                    continue
                 pipe.set(keys.profile(site_id, visitor_id), self._project(state), ex=ttl)
                 written += 1
                 if len(pipe) >= 1000:
