@@ -88,7 +88,7 @@ class VisitorStore:
                     "MGET", keys.profile(site_id, visitor_id), keys.caps(site_id, visitor_id)
                 )
         except ResponseError as exc:
-            # Redis answered (e.g. WRONGTYPE for one visitor's key): not an outage, no breaker trip.
+            # Redis answered with an error (say, a command refused by an ACL): not an outage, no trip.
             self.breaker.success()
             log.warning("unreadable visitor state for site %s: %s", site_id, exc)
             raise StoreUnavailable(REASON_STATE_UNREADABLE) from exc
