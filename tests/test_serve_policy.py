@@ -141,6 +141,14 @@ async def test_unreadable_caps_are_counted_and_decided_without(settings: Setting
     assert metric_value(text, "tracker_offer_caps_unreadable_total") == 1
 
 
+def _trained_to_like_knives() -> ClickModel:
+    model = ClickModel()
+    for _ in range(300):
+        model.learn_one({"knives": 1.0}, True, offer_id="knives")
+        model.learn_one({"welcome": 1.0}, False, offer_id="welcome")
+    return model
+
+
 async def _publish(settings: Settings, app_id: str, version: str, raw: bytes) -> None:
     redis = Redis.from_url(settings.redis_url)
     try:
@@ -148,14 +156,6 @@ async def _publish(settings: Settings, app_id: str, version: str, raw: bytes) ->
         await redis.set(keys.click_model_current(app_id), version, ex=600)
     finally:
         await redis.aclose()
-
-
-def _trained_to_like_knives() -> ClickModel:
-    model = ClickModel()
-    for _ in range(300):
-        model.learn_one({"knives": 1.0}, True, offer_id="knives")
-        model.learn_one({"welcome": 1.0}, False, offer_id="welcome")
-    return model
 
 
 async def test_a_published_model_is_used_and_logged(settings: Settings, site_id: str) -> None:
