@@ -336,7 +336,12 @@ def decide(
     choice = choose_among(eligible, ctx, model, config)
     scored, best, epsilon, probabilities = choice.scored, choice.best, choice.epsilon, choice.probabilities
     explored = len(scored) > 1 and rng.random() < epsilon
-    index = _draw(rng, len(scored), choice.weights) if explored else best
+    if not explored:
+        index = best
+    elif choice.weights is None:
+        index = rng.randrange(len(scored))
+    else:  # steered away from ruled-out offers (exploration_weights)
+        index = rng.choices(range(len(scored)), choice.weights)[0]
     chosen = scored[index]
     if explored:
         reason, personalised = REASON_EXPLORE, False
@@ -466,18 +471,6 @@ def selection_probabilities(
         return [epsilon / k + ((1.0 - epsilon) if i == best else 0.0) for i in range(k)]
     total = sum(weights)
     return [epsilon * w / total + ((1.0 - epsilon) if i == best else 0.0) for i, w in enumerate(weights)]
-
-
-def _draw(rng: random.Random, k: int, weights: list[float] | None) -> int:
-    """An exploration draw among ``k``: index ``i`` with probability ``weights[i] / sum(weights)``."""
-    if weights is None:
-        return rng.randrange(k)
-    point = rng.random() * sum(weights)
-    for index, weight in enumerate(weights):
-        point -= weight
-        if point < 0:
-            return index
-    return len(weights) - 1
 
 
 def action_probabilities(

@@ -785,10 +785,9 @@ class VisitorProcessor:
                 site_id, visitor_id = split_key(key)
                 if state.caps is not None:
                     pipe.set(keys.caps(site_id, visitor_id), orjson.dumps(state.caps.to_dict()), ex=ttl)
-                if state.profile is None:
-                    continue
-                pipe.set(keys.profile(site_id, visitor_id), self._project(state), ex=ttl)
-                written += 1
+                if state.profile is not None:
+                    pipe.set(keys.profile(site_id, visitor_id), self._project(state), ex=ttl)
+                    written += 1
                 if len(pipe) >= 1000:
                     await pipe.execute()
             await pipe.execute()
