@@ -236,6 +236,24 @@ def test_tallies_count_each_offer_per_strongest_interest_and_survive_a_snapshot(
     assert model.tally(f"{offer_id}|top=shoes") == (0.0, 0.0)
 
 
+def test_an_offers_estimate_moves_from_the_prediction_to_its_own_record() -> None:
+    model = ClickModel()
+    key = "run|top=shoes"
+    mean, upper = model.estimate(key, 0.03, prior_impressions=2.0, z=1.5)
+    assert mean == pytest.approx(0.03), "no record: the prediction"
+    assert upper > 0.3, "two impressions' worth of evidence: much is plausible"
+    widths = []
+    for i in range(400):
+        model.learn_one({key: 1.0}, i % 5 == 0, offer_id="run")  # clicked one time in five
+        if i + 1 in (20, 100, 400):
+            mean, upper = model.estimate(key, 0.03, prior_impressions=2.0, z=1.5)
+            widths.append(upper - mean)
+    assert mean == pytest.approx((80 + 2 * 0.03) / 402), "its record, hardly the prediction"
+    assert widths == sorted(widths, reverse=True) and widths[-1] < 0.04, "the bound closes in"
+    assert model.estimate(key, 0.03, prior_impressions=2.0, z=0.0) == (mean, mean), "z 0: no optimism"
+    assert model.estimate("new|top=-", 0.05, prior_impressions=0.0, z=1.5) == (0.05, 0.05)
+
+
 def test_a_layout_1_snapshot_still_loads() -> None:
     """Snapshots published before the tallies existed (layout 1) load, with none."""
     model = ClickModel()

@@ -6,6 +6,7 @@ import json
 import random
 import uuid
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -371,6 +372,8 @@ def test_restarted_exploration_explores_harder() -> None:
         ({"margin_weight": 0.9}, "tie-breaker"),
         ({"holdout_percent": 101}, "holdout_percent"),
         ({"value_weight": -1}, "value_weight"),
+        ({"optimism_z": -1}, "optimism_z"),
+        ({"prior_impressions": -1}, "prior_impressions"),
     ],
 )
 def test_policy_config_refuses_unsafe_values(fields: dict[str, Any], message: str) -> None:
@@ -515,6 +518,57 @@ def test_exploration_spends_little_on_offers_ruled_out_for_this_kind_of_visitor(
     shown = Counter(run(shoe_lover, model=model, config=config, seed=s).offer.id for s in range(3000))  # type: ignore[union-attr]
     assert shown["pan"] / 3000 == pytest.approx(by_offer["pan"], abs=0.01)
     assert shown["tent"] / 3000 == pytest.approx(by_offer["tent"], abs=0.03)
+
+
+def test_an_offers_own_record_with_this_kind_of_visitor_overrides_the_shared_weights() -> None:
+    """tent is poor for most visitors (its shared weights say so), but shoe lovers clicked it
+    a fifth of the time: for them it beats run, which they click less; for book lovers, with
+    whom tent has no record, the model's prediction is the estimate."""
+    model = biased_model(run=-2.0, pan=-4.0, tent=-4.0, book=-4.0, welcome=-4.0)
+    shoe_lover = DecisionContext(interests={"shoes": 9.0}, device="desktop")
+    book_lover = DecisionContext(interests={"books": 9.0}, device="desktop")
+    run_offer, tent = SHOP.get("run"), SHOP.get("tent")
+    assert run_offer is not None and tent is not None
+    for i in range(300):
+        model.learn_one(features_for(shoe_lover, tent), i % 5 == 0, offer_id="tent")
+        model.learn_one(features_for(shoe_lover, run_offer), i % 10 == 0, offer_id="run")
+    model = ClickModel.from_snapshot(model.to_snapshot())  # as the API reads it
+    by_estimate = replace(GREEDY, optimism_z=0.0)  # untried offers aside (see the next test)
+    decision = run(shoe_lover, model=model, config=by_estimate)
+    assert decision.offer is not None and decision.offer.id == "tent"
+    by_offer = {c.offer_id: c for c in decision.candidates}
+    assert by_offer["tent"].p_click == pytest.approx(0.2, abs=0.01)
+    assert by_offer["run"].p_click == pytest.approx(0.1, abs=0.01)
+    for_books = {c.offer_id: c.p_click for c in run(book_lover, model=model, config=by_estimate).candidates}
+    assert for_books["tent"] == model.predict_one(features_for(book_lover, tent)), "no record: the model"
+
+
+def test_optimism_tries_a_promising_offer_until_its_record_tells() -> None:
+    """run has a long record at 10 % with shoe lovers, tent, book and welcome long records of
+    misses; pan, predicted a little lower than run, has none: ranked by its optimistic bound
+    it is shown (deterministically, so the propensity stays exact); after a record of misses
+    it drops out. With optimism off the estimate alone ranks: run."""
+    model = biased_model(run=-2.2, pan=-2.4, tent=-2.4, book=-2.4, welcome=-2.4)
+    shoe_lover = DecisionContext(interests={"shoes": 9.0}, device="desktop")
+    run_offer, pan = SHOP.get("run"), SHOP.get("pan")
+    assert run_offer is not None and pan is not None
+    for i in range(500):
+        model.learn_one(features_for(shoe_lover, run_offer), i % 10 == 0, offer_id="run")
+    for other in ("tent", "book", "welcome"):
+        other_offer = SHOP.get(other)
+        assert other_offer is not None
+        for _ in range(60):
+            model.learn_one(features_for(shoe_lover, other_offer), False, offer_id=other)
+    first = run(shoe_lover, model=model, config=GREEDY)
+    assert first.offer is not None and first.offer.id == "pan" and not first.explored
+    assert first.propensity == 1.0
+    by_offer = {c.offer_id: c for c in first.candidates}
+    assert by_offer["pan"].p_click < by_offer["run"].p_click < by_offer["pan"].score
+    no_optimism = replace(GREEDY, optimism_z=0.0)
+    assert run(shoe_lover, model=model, config=no_optimism).offer.id == "run"  # type: ignore[union-attr]
+    for _ in range(60):
+        model.learn_one(features_for(shoe_lover, pan), False, offer_id="pan")
+    assert run(shoe_lover, model=model, config=GREEDY).offer.id == "run"  # type: ignore[union-attr]
 
 
 def test_ruled_out_offers_keep_a_chance() -> None:

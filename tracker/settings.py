@@ -238,11 +238,19 @@ class Settings(BaseSettings):
     explore_epsilon_min: float = Field(default=0.02, ge=0, le=1)
     explore_decay_updates: int = Field(default=3_000, ge=1)
     explore_epsilon_restart: float = Field(default=0.2, ge=0, le=1)
+    # How many impressions the click model's prediction counts for beside an offer's own record
+    # with visitors of the same strongest interest (the estimate follows the record as it grows).
+    explore_prior_impressions: float = Field(default=2.0, ge=0)
+    # Offers are ranked by their estimate this many standard errors up (Wilson bound): an offer
+    # with a short record and a fair chance of being better is shown until its record tells.
+    # 0 ranks by the estimate alone (exploration then comes from epsilon only).
+    explore_optimism_z: float = Field(default=1.5, ge=0)
     # An offer is ruled out for visitors with the same strongest interest once its click rate
     # among them is below the greedy choice's estimate by this many standard errors (Wilson upper
     # bound); it then keeps explore_ruled_out_weight of a plausible offer's exploration share.
     # 0 explores uniformly.
     explore_ceiling_z: float = Field(default=2.0, ge=0)
+    # A ruled-out offer's share of exploration, relative to a plausible offer's.
     explore_ruled_out_weight: float = Field(default=0.1, gt=0, le=1)
 
     # Largest relative score change an offer's margin can make (margin only breaks near-ties).

@@ -1,4 +1,5 @@
-"""The next-best-offer decision: rules, then the click model, then epsilon-greedy exploration.
+"""The next-best-offer decision: rules, then the click model with optimism, then epsilon-greedy
+exploration.
 
 :func:`decide` is the whole policy for one request:
 
@@ -9,7 +10,13 @@
    of visitors get the slot's non-personalised default, flagged ``holdout``.
    So does everyone when no model is available (``model_unavailable``).
 3. **Score**: each candidate's click probability from the model
-   (:mod:`tracker.models.features`, :mod:`tracker.models.learner`), times
+   (:mod:`tracker.models.features`, :mod:`tracker.models.learner`), weighed
+   with the offer's own record among visitors of the same strongest interest
+   (the model's prediction counts as ``prior_impressions`` impressions beside
+   it: :meth:`ClickModel.estimate`). Candidates rank by the optimistic end of
+   that estimate (``optimism_z`` standard errors up), so an offer with a short
+   record and a fair chance of being the best is shown until its record says
+   whether it is, while one with a long, poor record drops out. Times
    ``1 + value_weight * value per click`` when conversion value counts. Margin
    is a *bounded* tie-breaker: the score is multiplied by
    ``1 + margin_weight * margin``, so margin can only overturn a difference in
@@ -115,6 +122,13 @@ class PolicyConfig:
         Weight of the conversion value per click (per currency unit); 0 ranks by clicks alone.
     holdout_percent, holdout_salt
         Size of the sticky holdout group, and the salt that draws it.
+    prior_impressions, optimism_z
+        How each offer is judged for a visitor (:meth:`ClickModel.estimate`): the model's
+        prediction counts as ``prior_impressions`` impressions beside what visitors with the
+        same strongest interest did with the offer, and the ranking uses the Wilson bound
+        ``optimism_z`` standard errors above that mean, so an offer with little record but a
+        fair chance of being better is shown until its record says whether it is (optimism in
+        the face of uncertainty). ``optimism_z`` 0 ranks by the mean.
     ceiling_z, ruled_out_weight
         Where exploration goes (:func:`exploration_weights`): an offer whose click rate among
         visitors with the same strongest interest is, ``ceiling_z`` standard errors up, still
@@ -138,6 +152,8 @@ class PolicyConfig:
     holdout_salt: str = "v1"
     ceiling_z: float = 2.0
     ruled_out_weight: float = 0.1
+    prior_impressions: float = 2.0
+    optimism_z: float = 1.5
 
     def __post_init__(self) -> None:
         for name in ("epsilon_start", "epsilon_restart"):
@@ -154,6 +170,11 @@ class PolicyConfig:
             raise ValueError(f"value_weight {self.value_weight} must not be negative")
         if not 0.0 <= self.holdout_percent <= 100.0:
             raise ValueError(f"holdout_percent {self.holdout_percent} must be within 0..100")
+        if self.prior_impressions < 0 or self.optimism_z < 0:
+            raise ValueError(
+                f"prior_impressions ({self.prior_impressions}) and optimism_z ({self.optimism_z}) "
+                "must not be negative"
+            )
         if self.ceiling_z < 0:
             raise ValueError(f"ceiling_z {self.ceiling_z} must not be negative (0 explores uniformly)")
         if not 0.0 < self.ruled_out_weight <= 1.0:
@@ -171,6 +192,8 @@ class PolicyConfig:
             epsilon_decay_updates=settings.explore_decay_updates,
             epsilon_restart=settings.explore_epsilon_restart,
             restart_decay_updates=2 * settings.explore_decay_updates,
+            prior_impressions=settings.explore_prior_impressions,
+            optimism_z=settings.explore_optimism_z,
             ceiling_z=settings.explore_ceiling_z,
             ruled_out_weight=settings.explore_ruled_out_weight,
             margin_weight=settings.offer_margin_weight,
@@ -402,7 +425,8 @@ def choose_among(
 
 @dataclass(frozen=True, slots=True)
 class Scored:
-    """One eligible offer with its features, click probability and ranking score."""
+    """One eligible offer with its features, estimated click probability (``p_click``) and
+    ranking score (from its optimistic bound: :meth:`ClickModel.estimate`)."""
 
     offer: Offer
     features: dict[str, float]
@@ -420,7 +444,12 @@ def score_offers(
     best = -1
     for offer in offers:
         x = offer_features(parts, offer)
-        p_click = value = model.predict_one(x)
+        p_click, value = model.estimate(
+            tally_key(offer.id, parts.top),
+            model.predict_one(x),
+            prior_impressions=config.prior_impressions,
+            z=config.optimism_z,
+        )
         if config.value_weight:
             value *= 1.0 + config.value_weight * model.value_per_click(offer.id)
         score = value * (1.0 + config.margin_weight * offer.margin)
