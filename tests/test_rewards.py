@@ -325,3 +325,32 @@ def test_trainer_restarts_exploration_when_clicks_collapse_but_not_while_learnin
     assert trainer.model.restarts == 1 and trainer.model.exploration_age < 600
     feed(0.02, 3000)
     assert trainer.restarts == 1, "the new, lower rate is the new normal"
+
+
+def test_a_burst_of_feedback_lost_to_lateness_is_not_a_drift() -> None:
+    """A stalled pipeline finishes hundreds of decisions before their impressions and clicks
+    arrive: rewards of banners not seen, none clicked. They are learned (an unseen banner is a
+    miss unless require_impression), but once the site is known to report impressions they
+    do not move the drift watch; a real collapse among banners seen still does."""
+    rng = random.Random(2)
+    trainer = Trainer(ClickModel(), drift_fast=200, drift_slow=2000)
+    n = 0
+
+    def feed(rate: float, count: int, *, impressed: bool = True) -> None:
+        nonlocal n
+        for _ in range(count):
+            n += 1
+            trainer.learn(reward(f"r{n}", impressed and rng.random() < rate, impressed=impressed))
+
+    feed(0.15, 3000)
+    feed(0.0, 600, impressed=False)  # the stall
+    assert trainer.restarts == 0 and trainer.model.updates == 3600
+    feed(0.02, 600)
+    assert trainer.restarts == 1
+
+    never_reported = Trainer(ClickModel(), drift_fast=200, drift_slow=2000)
+    for i in range(3000):
+        never_reported.learn(reward(f"a{i}", rng.random() < 0.15, impressed=False))
+    for i in range(600):
+        never_reported.learn(reward(f"b{i}", rng.random() < 0.02, impressed=False))
+    assert never_reported.restarts == 1, "a site without impressions is watched on every reward"

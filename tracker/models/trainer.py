@@ -15,7 +15,10 @@ model learned no longer pays: it restarts exploration and shrinks the
 weights (:meth:`ClickModel.restart_exploration`), so the policy explores hard
 again (``PolicyConfig.epsilon_restart``) and rediscovers what visitors like
 now. Both averages then start over: the new rate is the new normal. A rising
-click rate (the model learning) never restarts anything. The averages are
+click rate (the model learning) never restarts anything. Once the site reports
+impressions, only rewards of banners seen are watched: a burst of decisions whose
+impressions came too late for their window (a stalled pipeline, all "not
+clicked") says nothing about tastes, and once raised false alarms. The averages are
 not persisted: a restarted trainer watches afresh.
 
 On restart the trainer starts from the last published snapshot
@@ -106,6 +109,9 @@ class Trainer:
         self._fast = 0.0
         self._slow = 0.0
         self._watched = 0
+        # Once rewards say banners were seen, the drift watch reads those only: a burst of
+        # feedback that came too late (a stalled pipeline) is not a change of tastes.
+        self._impressions_reported = False
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._since_publish = 0
         self._published_at: int | None = None
@@ -138,7 +144,10 @@ class Trainer:
             reward.features, reward.clicked, offer_id=reward.offer_id, value=reward.conversion_value
         )
         self._since_publish += 1
-        self._watch(reward.reward)
+        if reward.impressed:
+            self._impressions_reported = True
+        if reward.impressed or not self._impressions_reported:
+            self._watch(reward.reward)
         return True
 
     def _watch(self, reward: float) -> None:
