@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tracker.http_protocol import CoalescingHttpToolsProtocol
 from tracker.serve.access import access_link, sign_access, verify_access
 from tracker.serve.app import uvicorn_config
 from tracker.serve.breaker import CircuitBreaker
@@ -207,7 +208,8 @@ def test_offer_query_is_parsed_and_validated_like_the_route() -> None:
 
 def test_uvicorn_runs_on_uvloop_and_httptools_without_access_log() -> None:
     config = uvicorn_config(Settings(environment="test", api_port=18_999))
-    assert (config.loop, config.http, config.access_log) == ("uvloop", "httptools", False)
+    # httptools, each response in one write (tests/test_http_protocol.py)
+    assert (config.loop, config.http, config.access_log) == ("uvloop", CoalescingHttpToolsProtocol, False)
     assert (config.host, config.port) == ("127.0.0.1", 18_999)
 
 

@@ -17,13 +17,15 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from tracker.http_protocol import CoalescingHttpToolsProtocol
 from tracker.settings import Settings
 
 
 def protocol_class(*, header_timeout: float, max_header_bytes: int) -> type[HttpToolsProtocol]:
-    """uvicorn's httptools protocol with a deadline on each request's headers and a size cap."""
+    """uvicorn's httptools protocol with a deadline on each request's headers and a size cap
+    (and each response in one write: :mod:`tracker.http_protocol`)."""
 
-    class HardenedProtocol(HttpToolsProtocol):
+    class HardenedProtocol(CoalescingHttpToolsProtocol):
         _header_timer: asyncio.TimerHandle | None = None
         _header_bytes = 0
 

@@ -19,6 +19,7 @@ from tracker.collect.cors import SiteCorsMiddleware
 from tracker.collect.sites import SiteRegistry
 from tracker.errors import CatalogueError
 from tracker.heap import settle_heap
+from tracker.http_protocol import CoalescingHttpToolsProtocol
 from tracker.kafka_producer import KafkaBatchProducer
 from tracker.models.catalogue import Catalogue
 from tracker.models.learner import ClickModel, SnapshotError
@@ -173,13 +174,14 @@ def create_app(
 
 
 def uvicorn_config(settings: Settings) -> uvicorn.Config:
-    """How the offer API runs: uvloop and httptools (the fast C implementations), no access log."""
+    """How the offer API runs: uvloop and httptools (the fast C implementations), each response
+    in one write (:mod:`tracker.http_protocol`), no access log."""
     return uvicorn.Config(
         create_app(settings, settle_gc=True),
         host=settings.api_host,
         port=settings.api_port,
         loop="uvloop",
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,
         # Access logs would write visitor ids (query strings) to disk, outside erasure's reach.
         access_log=False,
         server_header=False,
