@@ -2,8 +2,9 @@
 offer API (real processes on the session's Kafka and Redis); the worker joins decisions with
 impressions and clicks, the trainer learns and publishes, and the API serves the new models.
 
-A short run (1,200 visits): long enough for several model versions, too short for the learning
-curve itself (``bench/learning_pipeline.py`` measures that over 30,000 visits).
+A short run (2,400 visits): long enough for several model versions and for the policy to have
+tried each offer with each kind of visitor, too short for the learning curve itself
+(``bench/learning_pipeline.py`` measures that over 36,000 visits).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from tracker.sim.shoppers import SITE_ID
 
 pytestmark = pytest.mark.integration
 
-VISITS = 1_200
+VISITS = 2_400
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def product(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
 @pytest.fixture(scope="module")
 def report(product: Settings) -> dict:
     config = LearningConfig(
-        impressions=VISITS, drift_at=None, checkpoint=VISITS, checkpoint_span=600, window=200, seed=11
+        impressions=VISITS, drift_at=None, checkpoint=VISITS, checkpoint_span=1_200, window=200, seed=11
     )
     run = PipelineRun(
         config,

@@ -240,7 +240,7 @@ class Settings(BaseSettings):
     explore_epsilon_restart: float = Field(default=0.2, ge=0, le=1)
     # How many impressions the click model's prediction counts for beside an offer's own record
     # with visitors of the same strongest interest (the estimate follows the record as it grows).
-    explore_prior_impressions: float = Field(default=2.0, ge=0)
+    explore_prior_impressions: float = Field(default=5.0, ge=0)
     # Offers are ranked by their estimate this many standard errors up (Wilson bound): an offer
     # with a short record and a fair chance of being better is shown until its record tells.
     # 0 ranks by the estimate alone (exploration then comes from epsilon only).

@@ -199,7 +199,8 @@ class ClickModel:
         n = impressions + prior_impressions
         if n <= 0:
             return predicted, predicted
-        mean = (clicks + prior_impressions * predicted) / n
+        # No record: exactly the model's prediction (m * p / m need not round back to p).
+        mean = predicted if impressions <= 0 else (clicks + prior_impressions * predicted) / n
         return mean, (wilson_upper(mean, n, z) if z > 0 else mean)
 
     def weight(self, name: str) -> float:

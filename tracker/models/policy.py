@@ -152,7 +152,7 @@ class PolicyConfig:
     holdout_salt: str = "v1"
     ceiling_z: float = 2.0
     ruled_out_weight: float = 0.1
-    prior_impressions: float = 2.0
+    prior_impressions: float = 5.0
     optimism_z: float = 1.5
 
     def __post_init__(self) -> None:

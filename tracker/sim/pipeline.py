@@ -50,6 +50,9 @@ from tracker.sim.shoppers import SITE_ID, Crowd, Shopper, segment_purity
 
 log = logging.getLogger(__name__)
 
+# Under the services' 5 s keep-alive (TRACKER_KEEP_ALIVE_TIMEOUT_SECONDS, uvicorn's default for the API).
+KEEPALIVE_EXPIRY_SECONDS = 4.0
+
 # Settings that make learning visible within minutes instead of a production half hour: a 5 s
 # attribution window (the simulated clicks come within 2 s) and 5 s of lateness (on 2 cores a
 # busy moment delays events by seconds: with 1 s, a test suite run beside the bench made a
@@ -126,8 +129,13 @@ class PipelineRun:
 
     async def run(self, *, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
         config, pacing = self.config, self.pacing
+        # The collector and the API close connections idle for 5 s (uvicorn's keep-alive); a client
+        # that keeps them as long (httpx's default) now and then sends a request into one just as
+        # the server closes it, and the visit fails with a ReadError. Letting go first avoids that.
         limits = httpx.Limits(
-            max_connections=pacing.concurrency, max_keepalive_connections=pacing.concurrency
+            max_connections=pacing.concurrency,
+            max_keepalive_connections=pacing.concurrency,
+            keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
         )
         started = time.monotonic()
         async with httpx.AsyncClient(timeout=30.0, limits=limits) as http:
