@@ -24,16 +24,26 @@ class StackEndpoints:
     kafka_bootstrap: str
     redis_url: str
 
-    def service_settings(self, app: str, **overrides: Any) -> Settings:
+    def service_settings(self, app: str, *, own_topics: bool = False, **overrides: Any) -> Settings:
         """Settings for the product's services on this stack: free loopback ports, and a worker
         app id of its own (``<app>-<random>``: its own consumer group, table and Redis keys, so
-        earlier tests' offsets and data do not matter)."""
+        earlier tests' offsets and data do not matter). ``own_topics``: topics of its own too,
+        created here. A new consumer group reads a shared topic from its oldest record, so
+        services on the shared topics first work through what earlier tests sent there, and a
+        stream worker learns from earlier tests' decisions."""
         from tracker.devstack.services import on_free_ports
+        from tracker.devstack.topics import create_topics
 
         base = Settings(
             environment="test", kafka_bootstrap=self.kafka_bootstrap, redis_url=self.redis_url, **overrides
         )
-        return on_free_ports(base, app=app)
+        settings = on_free_ports(base, app=app)
+        if own_topics:
+            names = ("events", "events_dlq", "decisions", "sessions", "erasures")
+            tag = settings.worker_app_id
+            settings = settings.model_copy(update={f"topic_{name}": f"{tag}.{name}" for name in names})
+            create_topics(settings)
+        return settings
 
 
 @pytest.fixture(scope="session")
