@@ -19,6 +19,7 @@ waits for a free connection when all are busy (and that wait counts).
 
     .venv/bin/python bench/offer_api_latency.py                 # full run (about 4 minutes)
     .venv/bin/python bench/offer_api_latency.py --rates 1000 --duration 10
+    .venv/bin/python bench/offer_api_latency.py --api-workers 2   # two API processes on its port
     .venv/bin/python bench/offer_api_latency.py --api-url http://127.0.0.1:8002 \\
         --redis-url redis://127.0.0.1:6379/0                     # against running services
 """
@@ -222,12 +223,29 @@ def loadgen_main(argv: list[str]) -> None:
 # --------------------------------------------------------------------------- driver
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the offer API's worker processes), from Linux /proc."""
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            pending += [int(child) for child in task.read_text().split()]
+    return tree
+
+
 def cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU time of a process so far (Linux /proc)."""
+    """User + system CPU time so far of a process and its descendants (Linux /proc)."""
     if pid is None:
         return None
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue  # exited since the tree was read
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def run_loadgen(url: str, pids: dict[str, int] | None = None, **options: Any) -> dict[str, Any]:
@@ -340,7 +358,7 @@ def scrape(api_url: str) -> dict[str, float]:
 
 
 @contextmanager
-def full_stack() -> Iterator[tuple[str, str, dict[str, int]]]:
+def full_stack(api_workers: int = 1) -> Iterator[tuple[str, str, dict[str, int]]]:
     """Kafka, Redis and every service as separate processes; yields (api_url, redis_url, pids by name)."""
     from tracker.devstack.services import SERVICES, ServiceProcess, on_free_ports
     from tracker.devstack.stack import LocalStack
@@ -349,7 +367,9 @@ def full_stack() -> Iterator[tuple[str, str, dict[str, int]]]:
     log_dir = Path(tempfile.mkdtemp(prefix="bench-offer-api-"))
     with ExitStack() as stack:
         local = stack.enter_context(LocalStack(settings=Settings(environment="development")))
-        settings = on_free_ports(local.service_settings(), app="bench")
+        settings = on_free_ports(local.service_settings(), app="bench").model_copy(
+            update={"api_workers": api_workers}
+        )
         pids = {"kafka": local.kafka.pid, "redis": local.redis.pid}
         for name in SERVICES:
             service = ServiceProcess(name, settings, log_dir)
@@ -400,7 +420,12 @@ def main() -> None:
     parser.add_argument("--saturation-connections", type=int, default=32)
     parser.add_argument("--api-url", help="an offer API already running (then also --redis-url)")
     parser.add_argument("--redis-url")
-    parser.add_argument("--api-pid", type=int, help="pid of that API, to report its CPU time per request")
+    parser.add_argument(
+        "--api-pid", type=int, help="pid of that API (or its workers' parent): its CPU time per request"
+    )
+    parser.add_argument(
+        "--api-workers", type=int, default=1, help="offer API processes on its port (TRACKER_API_WORKERS)"
+    )
     parser.add_argument("--json", action="store_true", help="print the raw results as JSON too")
     parser.add_argument(
         "--nice",
@@ -421,8 +446,8 @@ def main() -> None:
     rates = [float(rate) for rate in args.rates.split(",")]
     if args.nice:
         os.nice(args.nice)  # children (stack, services, load generators) inherit it
-        if args.api_pid:
-            os.setpriority(os.PRIO_PROCESS, args.api_pid, args.nice)
+        for pid in process_tree(args.api_pid) if args.api_pid else []:
+            os.setpriority(os.PRIO_PROCESS, pid, args.nice)
 
     from tracker.settings import Settings
 
@@ -434,7 +459,7 @@ def main() -> None:
             pids = {"api": args.api_pid} if args.api_pid else {}
         else:
             print("starting Kafka, Redis, worker, collector and offer API ...", file=sys.stderr)
-            api_url, redis_url, pids = stack.enter_context(full_stack())
+            api_url, redis_url, pids = stack.enter_context(full_stack(args.api_workers))
         api_pid = pids.get("api")
         stack_niceness = os.getpriority(os.PRIO_PROCESS, 0)
         if args.api_priority and api_pid:
@@ -444,13 +469,15 @@ def main() -> None:
             # machines: they get the same priority, so that their own waits for a CPU behind the
             # stack are not charged to the API.
             raised = os.getpriority(os.PRIO_PROCESS, 0) - args.api_priority
-            os.setpriority(os.PRIO_PROCESS, api_pid, raised)
+            for pid in process_tree(api_pid):  # its workers too (a replacement inherits it)
+                os.setpriority(os.PRIO_PROCESS, pid, raised)
             os.setpriority(os.PRIO_PROCESS, 0, raised)
         api_niceness = os.getpriority(os.PRIO_PROCESS, api_pid) if api_pid else None
         seed_profiles(redis_url, args.visitors, Settings())
         common = {"duration": args.duration, "warmup": args.warmup, "visitors": args.visitors}
         results: dict[str, Any] = {
             "machine": machine(),
+            "api_processes": len(process_tree(api_pid)) if api_pid else None,
             "api_niceness": api_niceness,
             "redis_get": redis_baseline(redis_url),
             "stack_warmup_seconds": args.stack_warmup,
@@ -490,7 +517,8 @@ def main() -> None:
 
     print(f"\nmachine at start: {results['machine']}; at end: {machine()}")
     print(
-        f"offer API niceness: {results['api_niceness']} (load generators: "
+        f"offer API processes: {results['api_processes']} (with a supervisor if more than one); "
+        f"niceness: {results['api_niceness']} (load generators: "
         f"{os.getpriority(os.PRIO_PROCESS, 0)}, the rest of the stack: {stack_niceness})"
     )
     if results["redis_get"]:

@@ -43,6 +43,9 @@ def services(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settin
         # topic's history would delay this test's events behind everything earlier tests sent.
         topic_events=f"events-prom-{uuid.uuid4().hex[:8]}",
         allow_unregistered_sites=True,
+        # Two API processes on one port, so that the queries also run on the figures every
+        # process sums at each scrape (prometheus-client's multiprocess mode).
+        api_workers=2,
     )
     create_topics(settings)
     log_dir = tmp_path_factory.mktemp("prom-services")

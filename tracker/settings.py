@@ -203,6 +203,10 @@ class Settings(BaseSettings):
     # --- Offer API -----------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8002, ge=0, le=65535)
+    # Offer API processes sharing its port on this host (uvicorn workers, restarted if one dies).
+    # 1 where an orchestrator runs a replica per core; up to the host's cores on a machine whose
+    # cores one event loop cannot use alone. /metrics then reports the sum over the processes.
+    api_workers: int = Field(default=1, ge=1, le=64)
 
     catalogue_path: Path = REPO_ROOT / "deploy" / "catalogue.yaml"
     # Where replicas take the catalogue from. "redis": the versioned catalogue in Redis that the
@@ -341,6 +345,17 @@ class Settings(BaseSettings):
             self.topic_sessions,
             self.topic_erasures,
         ]
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The ``TRACKER_*`` variables that reproduce ``settings`` in a child process."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            continue  # unset in the child too: the field's default is None
+        # Lists and objects (e.g. TRACKER_SITES) are read back as JSON.
+        env[f"TRACKER_{name.upper()}"] = json.dumps(value) if isinstance(value, list | dict) else str(value)
+    return env
 
 
 @lru_cache(maxsize=1)

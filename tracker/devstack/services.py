@@ -8,7 +8,6 @@ environment variables.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import uuid
@@ -18,23 +17,12 @@ from pathlib import Path
 import httpx
 
 from tracker.devstack.process import ManagedProcess, free_port
-from tracker.settings import Settings
+from tracker.settings import Settings, settings_env
 
 # In start-up order: the worker first so it is consuming before events arrive.
 SERVICES = ("worker", "collector", "api")
 # The demo shop is not part of the product, but `tracker up` runs it the same way.
 ALL_SERVICES = (*SERVICES, "shop")
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The ``TRACKER_*`` variables that reproduce ``settings`` in a child process."""
-    env: dict[str, str] = {}
-    for name, value in settings.model_dump(mode="json").items():
-        if value is None:
-            continue  # unset in the child too: the field's default is None
-        # Lists and objects (e.g. TRACKER_SITES) are read back as JSON.
-        env[f"TRACKER_{name.upper()}"] = json.dumps(value) if isinstance(value, list | dict) else str(value)
-    return env
 
 
 def on_free_ports(settings: Settings, *, app: str | None = None) -> Settings:

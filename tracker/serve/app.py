@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,6 +15,8 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
 
 from tracker import __version__
 from tracker.collect.cors import SiteCorsMiddleware
@@ -30,6 +34,7 @@ from tracker.serve.catalogue_store import CatalogueStore, open_redis_catalogue_c
 from tracker.serve.decisions import DecisionLog
 from tracker.serve.fastpath import OfferFastPath
 from tracker.serve.metrics import HttpMetricsMiddleware, OfferMetrics
+from tracker.serve.multiprocess_metrics import MULTIPROC_DIR_ENV
 from tracker.serve.ratelimit import RateLimiter
 from tracker.serve.responses import validation_error_body
 from tracker.serve.snapshots import (
@@ -41,7 +46,7 @@ from tracker.serve.snapshots import (
     static_cache,
 )
 from tracker.serve.store import VisitorStore, redis_client
-from tracker.settings import Settings, get_settings
+from tracker.settings import Settings, get_settings, settings_env
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,8 @@ log = logging.getLogger(__name__)
 # 20 ms share a produce request. With the producer's default of 2 ms, 1,000 offers/s make up
 # to 500 produce requests a second, each work for this process and for the broker.
 PRODUCER_LINGER_SECONDS = 0.02
+# What each worker process runs when TRACKER_API_WORKERS > 1 (uvicorn imports it by name).
+WORKER_APP_FACTORY = "tracker.serve.app:worker_app"
 
 
 def create_app(
@@ -173,11 +180,20 @@ def create_app(
     return app
 
 
+def worker_app() -> FastAPI:
+    """The app of one of several worker processes, configured by the environment its parent set."""
+    return create_app(get_settings(), settle_gc=True)
+
+
 def uvicorn_config(settings: Settings) -> uvicorn.Config:
     """How the offer API runs: uvloop and httptools (the fast C implementations), each response
-    in one write (:mod:`tracker.http_protocol`), no access log."""
+    in one write (:mod:`tracker.http_protocol`), no access log; ``settings.api_workers``
+    processes (each imports :data:`WORKER_APP_FACTORY`), or the app in this one."""
+    workers = settings.api_workers
     return uvicorn.Config(
-        create_app(settings, settle_gc=True),
+        WORKER_APP_FACTORY if workers > 1 else create_app(settings, settle_gc=True),
+        factory=workers > 1,
+        workers=workers,
         host=settings.api_host,
         port=settings.api_port,
         loop="uvloop",
@@ -194,8 +210,23 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
 
 
 def serve(settings: Settings) -> None:
-    """Run the offer API on ``settings.api_host:settings.api_port`` until stopped."""
-    uvicorn.Server(uvicorn_config(settings)).run()
+    """Run the offer API on ``settings.api_host:settings.api_port`` until stopped: in this
+    process, or in ``settings.api_workers`` processes sharing the port (uvicorn replaces any
+    that dies)."""
+    if settings.api_workers == 1:
+        uvicorn.Server(uvicorn_config(settings)).run()
+        return
+    # Each run starts its figures from zero (stale files would add to them), in a directory
+    # the workers share; both it and the settings reach them through their environment.
+    with tempfile.TemporaryDirectory(prefix="tracker-api-metrics-") as directory:
+        os.environ.update(settings_env(settings))
+        os.environ[MULTIPROC_DIR_ENV] = directory
+        config = uvicorn_config(settings)
+        supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+        supervisor.run()
+    if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):
+        # A worker could not start (its log says why), so none can: fail like one process does.
+        raise SystemExit(STARTUP_FAILURE)
 
 
 async def _catalogue_cache(

@@ -2,9 +2,10 @@
 
 Each app owns its registry instead of using the process-wide default, so that
 tests (and anything else) can build many apps in one process without
-"Duplicated timeseries" errors. Run one app per process and scale with
-replicas; multi-process workers would need prometheus-client's multiprocess
-mode. Labels never carry visitor or site ids: endpoints are labelled by their
+"Duplicated timeseries" errors. When several processes share the API's port
+(``TRACKER_API_WORKERS``), each process's app writes its figures where every
+process's ``/metrics`` sums them (:mod:`tracker.serve.multiprocess_metrics`).
+Labels never carry visitor or site ids: endpoints are labelled by their
 route template (``/v1/offers``), never by the URL.
 """
 
@@ -21,9 +22,11 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    generate_latest,
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tracker.serve import multiprocess_metrics
 from tracker.serve.breaker import STATE_VALUES, State
 
 Outcome = Literal["personalised", "holdout", "default", "fallback", "empty"]
@@ -39,6 +42,14 @@ LATENCY_BUCKETS = (
     0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 )  # fmt: skip
 REDIS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+# Info gauges: 1 for the version served. Several processes on one port report them per pid.
+CATALOGUE_INFO = "tracker_offer_catalogue_info"
+MODEL_INFO = "tracker_offer_model_info"
+INFO_DOCUMENTATION = {
+    CATALOGUE_INFO: "1 for the catalogue version (content hash) this replica serves.",
+    MODEL_INFO: "1 for the click-model version this replica decides with (0000000000-...: the untrained "
+    "priors, no snapshot published yet).",
+}
 UNMATCHED = "unmatched"  # handler label of requests no route matched (404s), so probes cannot add series
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -48,10 +59,16 @@ class OfferMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None, *, process_collectors: bool = True) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        if process_collectors:
+        # Several processes on one port: the shared directory; their gauges say how to combine.
+        self.shared_dir = multiprocess_metrics.multiprocess_dir()
+        shared = self.shared_dir is not None
+        if process_collectors and not shared:  # shared: /proc of each worker, at scrape time
             ProcessCollector(registry=self.registry)
             PlatformCollector(registry=self.registry)
             GCCollector(registry=self.registry)
+        self._worker_versions = (
+            multiprocess_metrics.WorkerVersions(self.shared_dir, INFO_DOCUMENTATION) if shared else None
+        )
         r = self.registry
         # --- every endpoint -------------------------------------------------
         self.http_requests = Counter(
@@ -93,6 +110,7 @@ class OfferMetrics:
         self.decision_queue_depth = Gauge(
             "tracker_offer_decision_queue_depth",
             "Decision records waiting in memory for Kafka (bounded by TRACKER_DECISION_QUEUE_MAX).",
+            multiprocess_mode="livesum",
             registry=r,
         )
         # --- Redis ----------------------------------------------------------
@@ -113,6 +131,7 @@ class OfferMetrics:
         self.breaker_state = Gauge(
             "tracker_offer_redis_breaker_state",
             "Circuit breaker in front of Redis: 0 closed (healthy), 1 half-open (probing), 2 open.",
+            multiprocess_mode="livemax",  # the least healthy process
             registry=r,
         )
         self.breaker_opened = Counter(
@@ -121,18 +140,18 @@ class OfferMetrics:
             registry=r,
         )
         # --- catalogue ------------------------------------------------------
-        self.catalogue_info = Gauge(
-            "tracker_offer_catalogue_info",
-            "1 for the catalogue version (content hash) this replica serves.",
-            ["version"],
-            registry=r,
-        )
+        catalogue_doc = INFO_DOCUMENTATION[CATALOGUE_INFO]
+        self.catalogue_info = Gauge(CATALOGUE_INFO, catalogue_doc, ["version"], registry=r)
         self.catalogue_offers = Gauge(
-            "tracker_offer_catalogue_offers", "Offers in the catalogue this replica serves.", registry=r
+            "tracker_offer_catalogue_offers",
+            "Offers in the catalogue this replica serves.",
+            multiprocess_mode="livemostrecent",
+            registry=r,
         )
         self.catalogue_loaded_at = Gauge(
             "tracker_offer_catalogue_loaded_timestamp_seconds",
             "When this replica loaded the catalogue it serves (Unix time).",
+            multiprocess_mode="livemin",  # the process serving the oldest
             registry=r,
         )
         self.catalogue_reload_errors = Counter(
@@ -141,21 +160,17 @@ class OfferMetrics:
             registry=r,
         )
         # --- click model ----------------------------------------------------
-        self.model_info = Gauge(
-            "tracker_offer_model_info",
-            "1 for the click-model version this replica decides with (0000000000-...: the untrained "
-            "priors, no snapshot published yet).",
-            ["version"],
-            registry=r,
-        )
+        self.model_info = Gauge(MODEL_INFO, INFO_DOCUMENTATION[MODEL_INFO], ["version"], registry=r)
         self.model_updates = Gauge(
             "tracker_offer_model_updates",
             "Rewards the click model this replica decides with has learned from.",
+            multiprocess_mode="livemin",
             registry=r,
         )
         self.model_loaded_at = Gauge(
             "tracker_offer_model_loaded_timestamp_seconds",
             "When this replica loaded the click model it decides with (Unix time).",
+            multiprocess_mode="livemin",
             registry=r,
         )
         self.model_reload_errors = Counter(
@@ -210,9 +225,21 @@ class OfferMetrics:
         """The counter child of one outcome (looked up once: ``labels()`` costs on a hot path)."""
         return self._outcome_children[outcome]
 
+    def exposition(self) -> bytes:
+        """The text ``/metrics`` answers: this app's registry, or every process's figures."""
+        if self.shared_dir is None:
+            return generate_latest(self.registry)
+        return multiprocess_metrics.exposition(self.shared_dir)
+
+    def _serves(self, info: Gauge, name: str, version: str) -> None:
+        if self._worker_versions is not None:
+            self._worker_versions.set(name, version)  # removing a shared series is impossible
+            return
+        info.clear()
+        info.labels(version=version).set(1)
+
     def model_loaded(self, version: str, updates: int) -> None:
-        self.model_info.clear()
-        self.model_info.labels(version=version).set(1)
+        self._serves(self.model_info, MODEL_INFO, version)
         self.model_updates.set(updates)
         self.model_loaded_at.set(time.time())
 
@@ -222,8 +249,7 @@ class OfferMetrics:
             self.breaker_opened.inc()
 
     def catalogue_loaded(self, offers: int, version: str) -> None:
-        self.catalogue_info.clear()
-        self.catalogue_info.labels(version=version).set(1)
+        self._serves(self.catalogue_info, CATALOGUE_INFO, version)
         self.catalogue_offers.set(offers)
         self.catalogue_loaded_at.set(time.time())
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from tracker.serve.deps import CatalogueDep, DecisionLogDep, MetricsDep, StoreDep
 
@@ -37,4 +37,4 @@ async def readyz(
 
 @router.get("/metrics", summary="Prometheus metrics")
 async def metrics(metrics: MetricsDep) -> Response:
-    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
