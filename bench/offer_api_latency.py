@@ -477,7 +477,7 @@ def main() -> None:
         common = {"duration": args.duration, "warmup": args.warmup, "visitors": args.visitors}
         results: dict[str, Any] = {
             "machine": machine(),
-            "api_processes": len(process_tree(api_pid)) if api_pid else None,
+            "api_workers": None if args.api_url else args.api_workers,
             "api_niceness": api_niceness,
             "redis_get": redis_baseline(redis_url),
             "stack_warmup_seconds": args.stack_warmup,
@@ -517,7 +517,7 @@ def main() -> None:
 
     print(f"\nmachine at start: {results['machine']}; at end: {machine()}")
     print(
-        f"offer API processes: {results['api_processes']} (with a supervisor if more than one); "
+        f"offer API worker processes: {results['api_workers'] or 'n/a'}; "
         f"niceness: {results['api_niceness']} (load generators: "
         f"{os.getpriority(os.PRIO_PROCESS, 0)}, the rest of the stack: {stack_niceness})"
     )

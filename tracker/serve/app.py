@@ -148,6 +148,7 @@ def create_app(
             await app.state.kafka.stop()
             await model_redis.aclose()
             await catalogue_redis.aclose()
+            await app.state.store.aclose()
             await redis.aclose()
 
     app = FastAPI(
