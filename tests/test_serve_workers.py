@@ -20,8 +20,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tracker.devstack.services import running_services, settings_env
-from tracker.settings import Settings
+from tracker.devstack.services import running_services
+from tracker.settings import Settings, settings_env
 from tracker.sim.shoppers import SITE_ID
 
 pytestmark = pytest.mark.integration
