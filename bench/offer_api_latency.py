@@ -23,11 +23,11 @@ waits for a free connection when all are busy (and that wait counts).
     .venv/bin/python bench/offer_api_latency.py --api-workers 2 --api-priority 10 --redis-priority 10
         # the API, the load generators and Redis ahead of Kafka and the stream worker for the CPU,
         # as on machines of their own (root)
+    .venv/bin/python bench/offer_api_latency.py --api-url http://127.0.0.1:8002 \\
+        --redis-url redis://127.0.0.1:6379/0                     # against running services
 
 Each fixed-rate run also reports how many offer requests took over 5 ms inside the API, and how
 many of its Redis reads did (the API's own histograms, scraped before and after the run).
-    .venv/bin/python bench/offer_api_latency.py --api-url http://127.0.0.1:8002 \\
-        --redis-url redis://127.0.0.1:6379/0                     # against running services
 """
 
 from __future__ import annotations

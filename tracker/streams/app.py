@@ -293,16 +293,6 @@ def create_app(settings: Settings) -> faust.App:
 
     redis_run: dict[str, str] = {}
 
-    @app.task
-    async def note_redis_run_at_start() -> None:
-        """The run id the worker starts with: the timer's first check comes REDIS_CHECK_SECONDS
-        later, after the first profiles are written, and a restart before it would go unseen."""
-        await check_redis_run()
-
-    @app.timer(interval=REDIS_CHECK_SECONDS)
-    async def resync_after_redis_restart() -> None:
-        await check_redis_run()
-
     async def check_redis_run() -> None:
         """Redis restarted empty (new run id): write the profiles the table holds again."""
         try:
@@ -315,6 +305,16 @@ def create_app(settings: Settings) -> faust.App:
         if previous is not None and previous != run_id:
             written = await processor.resync_redis()
             log.warning("Redis restarted (run id changed): rewrote %d profiles", written)
+
+    @app.task
+    async def note_redis_run_at_start() -> None:
+        """The run id the worker starts with: the timer's first check comes REDIS_CHECK_SECONDS
+        later, after the first profiles are written, and a restart before it would go unseen."""
+        await check_redis_run()
+
+    @app.timer(interval=REDIS_CHECK_SECONDS)
+    async def resync_after_redis_restart() -> None:
+        await check_redis_run()
 
     @app.page("/metrics")
     class Metrics(View):
