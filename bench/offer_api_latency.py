@@ -53,6 +53,8 @@ from urllib.parse import urlsplit
 SITE = "bench"
 SLOT = "home-hero"
 CATEGORIES = ["shoes", "outdoor", "kitchen", "books", "electronics", "garden"]
+# A request slower than this (the goal's p99) is reported by the second it was due in.
+SLOW_SECONDS = 0.005
 
 
 # --------------------------------------------------------------------------- load generator
@@ -111,6 +113,10 @@ async def open_loop(args: argparse.Namespace) -> dict[str, Any]:
     idle.put_nowait(conns[0])
     paths = request_paths(args.kind, args.visitors, args.seed, 65_536)
     latencies: list[float] = []
+    # How late each request left the load generator (its own timer and CPU waits, a free
+    # connection): part of every latency, since latencies run from the due time.
+    send_delays: list[float] = []
+    slow_at: list[tuple[float, float]] = []  # (seconds into the run, latency) of slow requests
     errors = 0
     pending: set[asyncio.Task[None]] = set()
 
@@ -124,6 +130,7 @@ async def open_loop(args: argparse.Namespace) -> dict[str, Any]:
     async def fire(due: float, path: bytes, measured: bool) -> None:
         nonlocal errors
         conn = await connection()
+        sent = clock()
         try:
             status = await conn.get(path)
         except (OSError, asyncio.IncompleteReadError, ValueError):
@@ -131,7 +138,11 @@ async def open_loop(args: argparse.Namespace) -> dict[str, Any]:
             return  # the connection is dropped
         idle.put_nowait(conn)
         if measured:
-            latencies.append(clock() - due)
+            latency = clock() - due
+            latencies.append(latency)
+            send_delays.append(sent - due)
+            if latency > SLOW_SECONDS:
+                slow_at.append((due - measure_from, latency))
             if status != 200:
                 errors += 1
 
@@ -166,7 +177,18 @@ async def open_loop(args: argparse.Namespace) -> dict[str, Any]:
         "errors": errors + (sent - len(latencies)),
         "connections": len(conns),
         **percentiles(latencies),
+        "send_delay": percentiles(send_delays),
+        "slow_by_second": slow_by_second(slow_at),
     }
+
+
+def slow_by_second(slow_at: list[tuple[float, float]]) -> list[list[float]]:
+    """``[second, requests over SLOW_SECONDS, worst ms]`` for each second of a run that had any:
+    whether slow requests come in bursts (a stall somewhere) or spread evenly (queueing)."""
+    seconds: dict[int, list[float]] = {}
+    for at, latency in slow_at:
+        seconds.setdefault(int(at), []).append(latency)
+    return [[second, len(found), round(max(found) * 1000, 1)] for second, found in sorted(seconds.items())]
 
 
 async def closed_loop(args: argparse.Namespace) -> dict[str, Any]:
@@ -254,6 +276,13 @@ def cpu_seconds(pid: int | None) -> float | None:
     return total
 
 
+def stolen_seconds() -> float:
+    """CPU time the hypervisor gave to other guests while this machine's CPUs wanted it, so far
+    (Linux /proc/stat, all CPUs): a run that lost much of it measured a slower machine."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
+
+
 def run_loadgen(url: str, pids: dict[str, int] | None = None, **options: Any) -> dict[str, Any]:
     """One load-generator process; adds each process's share of a core over the run (``pids`` by
     name, and the load generator's own), and the API's CPU time per request when ``pids`` has it."""
@@ -265,6 +294,7 @@ def run_loadgen(url: str, pids: dict[str, int] | None = None, **options: Any) ->
     before = cpu_seconds(api_pid)
     processes_before = {name: cpu_seconds(pid) or 0.0 for name, pid in pids.items()}
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    stolen_before = stolen_seconds()
     started = time.monotonic()
     out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=600)
     wall = time.monotonic() - started
@@ -277,6 +307,7 @@ def run_loadgen(url: str, pids: dict[str, int] | None = None, **options: Any) ->
     loadgen = children.ru_utime + children.ru_stime - children_before.ru_utime - children_before.ru_stime
     shares["loadgen"] = round(100 * loadgen / wall)
     result["cpu_percent"] = shares
+    result["stolen_percent"] = round(100 * (stolen_seconds() - stolen_before) / wall, 1)
     if before is not None:
         spent = cpu_seconds(api_pid) - before  # warm-up included: an upper bound per request
         total = result.get("requests") or result["completed"]
@@ -286,8 +317,9 @@ def run_loadgen(url: str, pids: dict[str, int] | None = None, **options: Any) ->
     return result
 
 
-def seed_profiles(redis_url: str, visitors: int, settings: Any) -> None:
-    """Store profiles for 70 % of the visitors, as the stream worker would have built them."""
+def seed_profiles(redis_url: str, visitors: int, settings: Any) -> list[Any]:
+    """Store profiles for 70 % of the visitors, as the stream worker would have built them;
+    returns them."""
     import orjson
     import redis
 
@@ -299,6 +331,7 @@ def seed_profiles(redis_url: str, visitors: int, settings: Any) -> None:
     client = redis.Redis.from_url(redis_url)
     now = int(time.time() * 1000)
     pipe = client.pipeline(transaction=False)
+    profiles = []
     for n in range(visitors):
         if rng.random() >= 0.7:
             continue
@@ -324,10 +357,68 @@ def seed_profiles(redis_url: str, visitors: int, settings: Any) -> None:
                 dedupe_window=settings.dedupe_window,
             )
         pipe.set(keys.profile(SITE, visitor), orjson.dumps(profile.to_dict()), ex=3600)
+        profiles.append(profile)
         if len(pipe) >= 1000:
             pipe.execute()
     pipe.execute()
     client.close()
+    return profiles
+
+
+def publish_trained_model(redis_url: str, app_id: str, profiles: list[Any], settings: Any) -> str:
+    """Train a click model on 5,000 made-up rewards of the benchmark's visitors (4 % clicked)
+    and publish it as the stream worker's trainer does; returns its version. The API then
+    decides as in production, with a trained model (an untrained one, which the benchmark
+    otherwise gets since nothing is ever clicked, decides twice for a visitor it knows nothing
+    about: ``tracker.serve.offers._cold_default``)."""
+    import redis
+
+    from tracker import keys
+    from tracker.models.catalogue import load_catalogue
+    from tracker.models.features import context_from_profile
+    from tracker.models.learner import ClickModel, encode_snapshot
+    from tracker.models.policy import PolicyConfig, decide
+
+    catalogue = load_catalogue(settings.catalogue_path)
+    model = ClickModel(learning_rate=settings.model_learning_rate)
+    config = PolicyConfig.from_settings(settings)
+    rng = random.Random(5)
+    now = int(time.time() * 1000)
+    for n in range(5000):
+        profile = profiles[n % len(profiles)] if profiles and rng.random() < 0.7 else None
+        ctx = context_from_profile(profile, now_ms=now, half_life_seconds=settings.interest_half_life_seconds)
+        decision = decide(
+            catalogue, SLOT, ctx, model=model, rng=rng, site_id=SITE, visitor_id=f"train-{n}",
+            config=config, now_ms=now,
+        )  # fmt: skip
+        if decision.offer is not None and not decision.holdout:
+            model.learn_one(decision.features, rng.random() < 0.04, offer_id=decision.offer.id)
+    snapshot = model.to_snapshot(created_ms=now, meta={"worker": app_id, "source": "offer_api_latency"})
+    version = str(snapshot["version"])
+    client = redis.Redis.from_url(redis_url)
+    client.set(keys.click_model(app_id, version), encode_snapshot(snapshot), ex=3600)
+    client.set(keys.click_model_current(app_id), version)
+    client.close()
+    return version
+
+
+def wait_for_model(api_url: str, version: str, timeout: float = 60.0) -> None:
+    """Until twenty answers in a row (every API process's, on new connections) name ``version``."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    in_a_row = 0
+    while in_a_row < 20:
+        if time.monotonic() > deadline:
+            raise SystemExit(
+                f"the offer API did not load the published click model {version} in {timeout:g} s"
+            )
+        body = httpx.get(
+            f"{api_url}/v1/offers", params={"site": SITE, "visitor": "bench-00000000", "slot": SLOT}
+        ).json()
+        in_a_row = in_a_row + 1 if body["model_version"] == version else 0
+        if not in_a_row:
+            time.sleep(0.2)
 
 
 def redis_baseline(redis_url: str) -> dict[str, Any] | None:
@@ -372,8 +463,9 @@ def scrape(api_url: str) -> dict[str, float]:
 
 
 @contextmanager
-def full_stack(api_workers: int = 1) -> Iterator[tuple[str, str, dict[str, int]]]:
-    """Kafka, Redis and every service as separate processes; yields (api_url, redis_url, pids by name)."""
+def full_stack(api_workers: int = 1) -> Iterator[tuple[str, str, dict[str, int], str]]:
+    """Kafka, Redis and every service as separate processes; yields (api_url, redis_url, pids by
+    name, the worker's app id)."""
     from tracker.devstack.services import SERVICES, ServiceProcess, on_free_ports
     from tracker.devstack.stack import LocalStack
     from tracker.settings import Settings
@@ -394,6 +486,7 @@ def full_stack(api_workers: int = 1) -> Iterator[tuple[str, str, dict[str, int]]
             f"http://{settings.api_host}:{settings.api_port}",
             local.redis_url,
             {name: pid for name, pid in pids.items() if pid is not None},
+            settings.worker_app_id,
         )
 
 
@@ -405,9 +498,11 @@ def machine() -> str:
 
 
 def shares(result: dict[str, Any]) -> str:
-    """Each process's share of a core over one run, largest first: ``api 74, kafka 40, ...``."""
+    """Each process's share of a core over one run, largest first, and what the hypervisor took:
+    ``api 74, kafka 40, ..., stolen 0.3``."""
     cpu = result.get("cpu_percent") or {}
-    return ", ".join(f"{name} {percent}" for name, percent in sorted(cpu.items(), key=lambda kv: -kv[1]))
+    text = ", ".join(f"{name} {percent}" for name, percent in sorted(cpu.items(), key=lambda kv: -kv[1]))
+    return f"{text}, stolen {result['stolen_percent']}" if "stolen_percent" in result else text
 
 
 def over_5ms(before: dict[str, float], after: dict[str, float]) -> dict[str, str]:
@@ -455,6 +550,12 @@ def main() -> None:
     parser.add_argument(
         "--api-workers", type=int, default=1, help="offer API processes on its port (TRACKER_API_WORKERS)"
     )
+    parser.add_argument(
+        "--untrained",
+        action="store_true",
+        help="leave the API with the untrained click model (by default a model trained on made-up "
+        "rewards is published first, as the trainer publishes one in production)",
+    )
     parser.add_argument("--json", action="store_true", help="print the raw results as JSON too")
     parser.add_argument(
         "--nice",
@@ -494,9 +595,10 @@ def main() -> None:
                 parser.error("--api-url needs --redis-url (to store the benchmark's profiles)")
             api_url, redis_url = args.api_url.rstrip("/"), args.redis_url
             pids = {"api": args.api_pid} if args.api_pid else {}
+            app_id = Settings().worker_app_id
         else:
             print("starting Kafka, Redis, worker, collector and offer API ...", file=sys.stderr)
-            api_url, redis_url, pids = stack.enter_context(full_stack(args.api_workers))
+            api_url, redis_url, pids, app_id = stack.enter_context(full_stack(args.api_workers))
         api_pid = pids.get("api")
         stack_niceness = os.getpriority(os.PRIO_PROCESS, 0)
         if args.api_priority and api_pid:
@@ -512,7 +614,11 @@ def main() -> None:
         if args.redis_priority and pids.get("redis"):
             os.setpriority(os.PRIO_PROCESS, pids["redis"], stack_niceness - args.redis_priority)
         api_niceness = os.getpriority(os.PRIO_PROCESS, api_pid) if api_pid else None
-        seed_profiles(redis_url, args.visitors, Settings())
+        profiles = seed_profiles(redis_url, args.visitors, Settings())
+        model_version = None
+        if not args.untrained:
+            model_version = publish_trained_model(redis_url, app_id, profiles, Settings())
+            wait_for_model(api_url, model_version)
         common = {"duration": args.duration, "warmup": args.warmup, "visitors": args.visitors}
         results: dict[str, Any] = {
             "machine": machine(),
@@ -521,6 +627,7 @@ def main() -> None:
             "redis_niceness": os.getpriority(os.PRIO_PROCESS, pids["redis"]) if pids.get("redis") else None,
             "redis_get": redis_baseline(redis_url),
             "stack_warmup_seconds": args.stack_warmup,
+            "model_version": model_version,
             "runs": [],
         }
         if args.stack_warmup > 0:
@@ -565,6 +672,7 @@ def main() -> None:
         f"{os.getpriority(os.PRIO_PROCESS, 0)}, Redis: {results['redis_niceness']}, the rest of the stack: "
         f"{stack_niceness})"
     )
+    print(f"click model: {results['model_version'] or 'untrained'}")
     if results["redis_get"]:
         r = results["redis_get"]
         print(f"Redis GET round trip (redis-benchmark, 1 client): p50 {r.get('p50_latency_ms')} ms, "
@@ -576,19 +684,25 @@ def main() -> None:
         )
     print(
         "\n| rate (req/s) | endpoint | p50 ms | p99 ms | p99.9 ms | max ms | errors | API CPU/request "
-        "| CPU, % of a core | over 5 ms in the API: offers; Redis reads |"
+        "| CPU, % of a core | over 5 ms in the API: offers; Redis reads | sent late p50 / p99 ms |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for run in results["runs"]:
         endpoint = "/healthz (baseline)" if run["kind"] == "healthz" else "/v1/offers"
         cpu = run.get("api_cpu_us_per_request")
         cpu_text = f"{cpu:.0f} µs" if cpu is not None else "n/a"
         slow = run["server_over_5ms"]
         slow_text = f"{slow['offers']}; {slow['redis']}" if run["kind"] == "offers" else ""
+        late = run.get("send_delay") or {}
+        late_text = f"{late.get('p50_ms', float('nan')):.2f} / {late.get('p99_ms', float('nan')):.2f}"
         print(
             f"| {run['rate']:.0f} | {endpoint} | {fmt(run)} | {run['errors']} | {cpu_text} | {shares(run)} "
-            f"| {slow_text} |"
+            f"| {slow_text} | {late_text} |"
         )
+    for run in results["runs"]:
+        if run["kind"] == "offers" and run.get("slow_by_second"):
+            bursts = ", ".join(f"{sec}s: {n} (max {worst:g} ms)" for sec, n, worst in run["slow_by_second"])
+            print(f"offers at {run['rate']:.0f}/s over 5 ms, by second of the run: {bursts}")
     s = results["saturation"]
     print(
         f"\nsaturation ({s['connections']} connections, closed loop): {s['throughput_rps']:.0f} req/s, "

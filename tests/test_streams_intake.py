@@ -181,13 +181,18 @@ async def test_a_refused_changelog_write_fails_its_future(stack: Any, partitione
         await producer.stop()
 
 
-@pytest.mark.parametrize(("wait", "min_bytes", "max_wait_ms"), [(0.01, 256 * 1024, 10), (0.0, 1, 1)])
-async def test_worker_fetches_wait_to_gather_records(wait: float, min_bytes: int, max_wait_ms: int) -> None:
+@pytest.mark.parametrize(
+    ("wait", "min_bytes", "max_wait_ms"), [(None, 256 * 1024, 100), (0.01, 256 * 1024, 10), (0.0, 1, 1)]
+)
+async def test_worker_fetches_wait_to_gather_records(
+    wait: float | None, min_bytes: int, max_wait_ms: int
+) -> None:
     """Faust asks Kafka for any record at once; the worker's consumer lets a fetch wait up to
-    TRACKER_WORKER_FETCH_WAIT_SECONDS for 256 KiB (0: as Faust does)."""
+    TRACKER_WORKER_FETCH_WAIT_SECONDS (None: the default, 0.1 s) for 256 KiB (0: as Faust does)."""
     from tracker.streams.app import create_app
 
-    app = create_app(Settings(environment="development", worker_fetch_wait_seconds=wait))
+    chosen = {} if wait is None else {"worker_fetch_wait_seconds": wait}
+    app = create_app(Settings(environment="development", **chosen))
     thread = app.consumer._new_consumer_thread()
     consumer = thread._create_worker_consumer(app.transport)  # built, not started: no Kafka needed
     try:

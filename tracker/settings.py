@@ -186,8 +186,10 @@ class Settings(BaseSettings):
     worker_batch_max: int = Field(default=500, ge=1, le=100_000)
     worker_batch_wait_seconds: float = Field(default=0.005, gt=0, le=10)
     # How long Kafka may hold a fetch to gather records (up to 256 KiB): with records trickling
-    # in, a fetch per few records costs the worker and the broker more than the records do.
-    worker_fetch_wait_seconds: float = Field(default=0.01, ge=0, le=1.5)
+    # in, a fetch per few records costs the worker and the broker more than the records do. Each
+    # fetch costs both about a millisecond of CPU even when empty; 0.1 s adds at most that to
+    # a profile's freshness (p99 133 ms at 1,000 events/s; goal 250 ms, docs/BENCHMARKS.md).
+    worker_fetch_wait_seconds: float = Field(default=0.1, ge=0, le=1.5)
     # Offsets are committed this often (a crash re-reads at most this much; duplicates are skipped).
     worker_commit_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     # Kafka group session: a worker that dies silently is replaced after this long.
