@@ -2,7 +2,9 @@
 
 By default it starts the full local stack (Kafka, Redis, stream worker, collector,
 offer API as separate processes, exactly as ``tracker up`` does), stores 10,000
-visitor profiles (70 % with interests, 30 % never seen), then:
+visitor profiles (70 % with interests, 30 % never seen), publishes a click model
+trained on made-up rewards (as the trainer publishes one in production; ``--untrained``
+leaves the API with the untrained model), then:
 
 1. baselines in the same run: a bare Redis ``GET`` round trip (``redis-benchmark``,
    one client) and the offer API's ``/healthz`` (HTTP stack + load generator, no
@@ -27,7 +29,11 @@ waits for a free connection when all are busy (and that wait counts).
         --redis-url redis://127.0.0.1:6379/0                     # against running services
 
 Each fixed-rate run also reports how many offer requests took over 5 ms inside the API, and how
-many of its Redis reads did (the API's own histograms, scraped before and after the run).
+many of its Redis reads did (the API's own histograms, scraped before and after the run); how
+late the load generator sent its requests (a part of every latency, since latencies run from
+the due time); the CPU time the hypervisor gave other guests (``stolen``: a run that lost much
+measured a slower machine); and, second by second, the requests over 5 ms (bursts point to a
+stall somewhere, an even spread to queueing for the CPU).
 """
 
 from __future__ import annotations
