@@ -417,7 +417,8 @@ def wait_for_model(api_url: str, version: str, timeout: float = 60.0) -> None:
     while in_a_row < 20:
         if time.monotonic() > deadline:
             raise SystemExit(
-                f"the offer API did not load the published click model {version} in {timeout:g} s"
+                f"the offer API did not load the published click model {version} in {timeout:g} s "
+                "(is its worker app id TRACKER_WORKER_APP_ID? --untrained skips the model)"
             )
         body = httpx.get(
             f"{api_url}/v1/offers", params={"site": SITE, "visitor": "bench-00000000", "slot": SLOT}

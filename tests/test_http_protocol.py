@@ -14,7 +14,7 @@ import pytest
 import uvicorn
 
 from tracker.devstack.process import free_port
-from tracker.http_protocol import CoalescingHttpToolsProtocol, CoalescingTransport
+from tracker.http_protocol import CoalescingHttpToolsProtocol, CoalescingTransport, received_at
 
 
 class RecordingTransport:
@@ -93,13 +93,16 @@ async def test_writes_held_when_the_peer_goes_away_are_dropped_and_the_rest_pass
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """A plain ASGI app: echoes the path, in two parts when asked (a streamed response)."""
+    """A plain ASGI app: echoes the path, in two parts when asked (a streamed response), or
+    says how long ago the server began reading the request (``/waited``)."""
     if scope["type"] == "lifespan":
         while (await receive())["type"] != "lifespan.shutdown":
             await send({"type": "lifespan.startup.complete"})
         await send({"type": "lifespan.shutdown.complete"})
         return
     body = scope["path"].encode()
+    if scope["path"] == "/waited":
+        body = f"{time.perf_counter() - received_at(scope):.6f}".encode()
     if scope["path"] == "/stream":
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"one,", "more_body": True})
@@ -149,3 +152,17 @@ def test_uvicorn_answers_pipelined_streamed_and_closing_requests_through_it(port
     assert responses[0].endswith(b"\r\n\r\n/first")
     assert responses[1].endswith(b"\r\n\r\n4\r\none,\r\n3\r\ntwo\r\n0\r\n\r\n")  # chunked, both parts
     assert b"connection: close" in responses[2].lower() and responses[2].endswith(b"\r\n\r\n/last")
+
+
+def test_a_request_is_timed_from_its_arrival_not_from_when_its_app_starts(port: int) -> None:
+    """The scope says when the server began reading the request: a request pipelined behind a
+    50 ms one arrives at once but starts only after it, and its time counts that wait (the
+    services' request durations start there)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        sock.sendall(
+            b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"GET /waited HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        answer = read_until_closed(sock)
+    waited = float(answer.rsplit(b"\r\n\r\n", 1)[1])
+    assert 0.05 <= waited < 10

@@ -1,14 +1,19 @@
 """Pure pieces of the offer API: circuit breaker, rate limiter, signed access links,
-query parsing of the fast path, and how uvicorn is configured."""
+query parsing of the fast path, how uvicorn is configured, and where request timing starts."""
 
 from __future__ import annotations
 
-import pytest
+import time
 
-from tracker.http_protocol import CoalescingHttpToolsProtocol
+import pytest
+from prometheus_client import generate_latest
+from serve_support import metric_value
+
+from tracker.http_protocol import RECEIVED_AT, CoalescingHttpToolsProtocol
 from tracker.serve.access import access_link, sign_access, verify_access
 from tracker.serve.app import uvicorn_config
 from tracker.serve.breaker import CircuitBreaker
+from tracker.serve.metrics import UNMATCHED, HttpMetricsMiddleware, OfferMetrics
 from tracker.serve.offers import OfferQuery, parse_offer_query
 from tracker.serve.ratelimit import RateLimiter
 from tracker.settings import Settings
@@ -218,3 +223,26 @@ def test_forwarded_headers_are_read_only_behind_trusted_proxies() -> None:
     behind = uvicorn_config(Settings(environment="test", trusted_proxies="10.0.0.0/8"))
     assert behind.proxy_headers is True
     assert behind.forwarded_allow_ips == "10.0.0.0/8"
+
+
+# --- request timing -------------------------------------------------------------------
+
+
+async def test_request_durations_start_when_the_server_began_reading_the_request() -> None:
+    """The offer API times a request from the arrival the protocol noted, not from when its
+    middleware first ran: a wait for the event loop counts as the client's wait."""
+
+    async def answer(scope: object, receive: object, send: object) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b""})  # type: ignore[operator]
+
+    async def nowhere(message: object) -> None:
+        return None
+
+    metrics = OfferMetrics()
+    middleware = HttpMetricsMiddleware(answer, metrics=metrics)
+    scope = {"type": "http", "method": "GET", "path": "/x", RECEIVED_AT: time.perf_counter() - 0.25}
+    await middleware(scope, None, nowhere)  # type: ignore[arg-type]
+    text = generate_latest(metrics.registry).decode()
+    waited = metric_value(text, "tracker_offer_http_request_duration_seconds_sum", handler=UNMATCHED)
+    assert 0.25 <= waited < 10

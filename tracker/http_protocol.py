@@ -9,11 +9,19 @@ transport here holds what is written during one pass of the event loop and sends
 it together at the end of that pass: a small response leaves in one segment, as
 aiohttp does for small responses (aio-libs/aiohttp#10991). Nothing waits longer
 than the current pass: a streamed response's parts still leave as they are sent.
+
+The protocol also notes when it began reading each request (:data:`RECEIVED_AT` in
+the ASGI scope, read with :func:`received_at`): the services' request durations start
+there, so they include the wait for this process's event loop (a request's app only
+starts once the loop gets to its task, behind the requests before it), which the
+client waits through too, as a proxy's request time does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Mapping
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -63,8 +71,23 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
+# ASGI scope key: time.perf_counter() when the server began reading the request.
+RECEIVED_AT = "tracker.received_at"
+
+
+def received_at(scope: Mapping[str, Any]) -> float:
+    """When the server began reading this request (``time.perf_counter()``); now, under a server
+    that does not say (tests calling the app directly)."""
+    return scope.get(RECEIVED_AT) or time.perf_counter()
+
+
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol over a :class:`CoalescingTransport` (``uvicorn.Config(http=...)``)."""
+    """uvicorn's httptools protocol over a :class:`CoalescingTransport` (``uvicorn.Config(http=...)``),
+    noting when each request began to arrive (:data:`RECEIVED_AT`)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()  # makes the request's scope
+        self.scope[RECEIVED_AT] = time.perf_counter()  # type: ignore[literal-required]

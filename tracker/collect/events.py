@@ -31,6 +31,7 @@ from tracker.errors import (
     UnknownSiteError,
     UnsupportedMediaTypeError,
 )
+from tracker.http_protocol import received_at
 
 router = APIRouter(tags=["events"])
 
@@ -93,7 +94,7 @@ _ERROR_REF = {"content": {"application/json": {"schema": {"$ref": "#/components/
 async def post_events(request: Request) -> Response:
     # The state is read directly, not through a FastAPI dependency: this is the hot path.
     state: CollectorState = request.app.state.collector
-    started = time.perf_counter()
+    started = received_at(request.scope)  # waits for the event loop count too
     status, reason = 500, "exception"  # what an unexpected exception would be counted as
     if not state.slots.try_enter():
         response, reason = too_busy(state)

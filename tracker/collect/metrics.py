@@ -52,7 +52,8 @@ class CollectorMetrics:
         )
         self.request_duration = Histogram(
             "tracker_collector_request_duration_seconds",
-            "Time to answer a request, body read included, by endpoint.",
+            "Time from reading a request's first bytes to its answer (body read and waits for the "
+            "event loop included), by endpoint.",
             ["endpoint"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,

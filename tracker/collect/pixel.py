@@ -24,6 +24,7 @@ from tracker.collect.privacy import read_visitor_cookie, refuses_tracking
 from tracker.collect.responses import error_response
 from tracker.collect.validate import field_errors
 from tracker.errors import BatchError, OriginNotAllowedError, UnknownSiteError
+from tracker.http_protocol import received_at
 from tracker.kafka_producer import Record
 from tracker.schema import TRACKED_ADAPTER, TrackedEvent, parse_event, partition_key
 
@@ -60,7 +61,7 @@ async def pixel(
     request: Request, state: StateDep, site: SiteParam, url: UrlParam, ref: RefParam = None
 ) -> Response:
     """Record one anonymous page view; answers a transparent GIF once Kafka acknowledged it."""
-    started = time.perf_counter()
+    started = received_at(request.scope)  # waits for the event loop count too
     status, reason = 500, "exception"
     if not state.slots.try_enter():
         response, reason = too_busy(state)

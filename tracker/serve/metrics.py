@@ -26,6 +26,7 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tracker.http_protocol import received_at
 from tracker.serve import multiprocess_metrics
 from tracker.serve.breaker import STATE_VALUES, State
 
@@ -79,7 +80,8 @@ class OfferMetrics:
         )
         self.http_duration = Histogram(
             "tracker_offer_http_request_duration_seconds",
-            "Time from receiving a request to sending the last byte of its answer, by route template.",
+            "Time from reading a request's first bytes to handing the last byte of its answer to "
+            "the socket (waits for the event loop included), by route template.",
             ["handler"],
             buckets=LATENCY_BUCKETS,
             registry=r,
@@ -266,7 +268,7 @@ class HttpMetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
+        started = received_at(scope)  # waits for this process's event loop count too
         status = 500  # what the client sees if the app raises before answering
 
         async def send_wrapper(message: Message) -> None:
