@@ -7,6 +7,7 @@ calls on the event loop).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Any
 
@@ -191,3 +192,40 @@ async def test_stop_is_safe_without_start_and_twice() -> None:
     await producer.start()
     await producer.stop()
     await producer.stop()
+
+
+class CountingStandIn(StandIn):
+    """Counts the producer's polls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.polls = 0
+
+    def poll(self, timeout: float) -> int:
+        self.polls += 1
+        return super().poll(timeout)
+
+
+async def polls_while_records_wait(linger_seconds: float, seconds: float = 0.3) -> int:
+    stand_in = CountingStandIn()
+    producer = KafkaBatchProducer(SETTINGS, client_factory=stand_in, linger_seconds=linger_seconds)
+    await producer.start()
+    try:
+        await producer.wait_connected()
+        stand_in.release.clear()  # the record waits for its acknowledgement all along
+        producer.send_nowait(RECORDS[0], lambda error: None)
+        before = stand_in.polls
+        await asyncio.sleep(seconds)
+        return stand_in.polls - before
+    finally:
+        stand_in.release.set()
+        await producer.stop()
+
+
+async def test_a_producer_that_lingers_longer_polls_for_acknowledgements_less_often() -> None:
+    """Nothing is acknowledged before its linger is over: a 20 ms linger (the offer API's) polls
+    four times per linger, every 5 ms, where a 2 ms one (the collector's) polls every 1 ms."""
+    lingering = await polls_while_records_wait(0.02)
+    prompt = await polls_while_records_wait(0.002)
+    assert lingering <= 0.3 / 0.005 + 5  # at most one every 5 ms
+    assert prompt > 2 * lingering

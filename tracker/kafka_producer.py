@@ -4,7 +4,8 @@ Why librdkafka and not aiokafka here: both services pay per record on their requ
 and aiokafka's pure-Python ``send`` costs ~40 us of CPU per message against ~4 us for
 librdkafka (measured on this project's 2-core machine, docs/BENCHMARKS.md). The asyncio bridge is
 small: records are handed to librdkafka's queue, and a task on the event loop polls for
-delivery reports, every millisecond while records wait for them; the last report of a batch
+delivery reports, every millisecond while records wait for them (four times per linger when
+that is longer); the last report of a batch
 resolves its asyncio future. (A poller thread did this before: each delivery callback then had
 to win the GIL from the busy event loop, which added milliseconds per batch under load, and
 woke the loop through its self-pipe once per batch.)
@@ -33,9 +34,13 @@ from tracker.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Delivery reports are polled this often while records wait for them: the event loop's timer
-# resolution (uvloop's is a millisecond; a shorter wait would spin).
+# Delivery reports are polled at least this often while records wait for them: the event loop's
+# timer resolution (uvloop's is a millisecond; a shorter wait would spin). A producer that
+# lingers longer polls four times per linger (no record is acknowledged before its linger is
+# over): the offer API's 20 ms linger, with records always waiting at 1,000 offers/s, would
+# otherwise wake its event loop a thousand times a second for nothing.
 POLL_BUSY_SECONDS = 0.001
+POLLS_PER_LINGER = 4
 # ...and this often when nothing waits (error callbacks: "all brokers down" for /readyz).
 POLL_IDLE_SECONDS = 0.05
 
@@ -157,6 +162,7 @@ class KafkaBatchProducer:
     ) -> None:
         self.settings = settings
         self.linger_seconds = linger_seconds
+        self.poll_busy_seconds = max(POLL_BUSY_SECONDS, linger_seconds / POLLS_PER_LINGER)
         # How long librdkafka keeps retrying a record (default: just past the produce timeout).
         self.message_timeout_seconds = (
             settings.produce_timeout_seconds + 1.0
@@ -331,8 +337,8 @@ class KafkaBatchProducer:
         return self._client
 
     async def _poll_forever(self) -> None:
-        """Serve delivery reports (and error callbacks) on the loop: every millisecond while
-        records wait for acknowledgement, else whenever a batch is queued or 50 ms passed."""
+        """Serve delivery reports (and error callbacks) on the loop: every ``poll_busy_seconds``
+        while records wait for acknowledgement, else whenever a batch is queued or 50 ms passed."""
         client = self._client
         assert client is not None
         while True:
@@ -342,7 +348,7 @@ class KafkaBatchProducer:
                 # A failing delivery callback must not end the reports of every later write.
                 log.exception("a Kafka delivery callback failed")
             if len(client):
-                await asyncio.sleep(POLL_BUSY_SECONDS)
+                await asyncio.sleep(self.poll_busy_seconds)
                 continue
             self._records_waiting.clear()
             with contextlib.suppress(TimeoutError):
