@@ -5,10 +5,10 @@ and aiokafka's pure-Python ``send`` costs ~40 us of CPU per message against ~4 u
 librdkafka (measured on this project's 2-core machine, docs/BENCHMARKS.md). The asyncio bridge is
 small: records are handed to librdkafka's queue, and a task on the event loop polls for
 delivery reports, every millisecond while records wait for them (four times per linger when
-that is longer); the last report of a batch
-resolves its asyncio future. (A poller thread did this before: each delivery callback then had
-to win the GIL from the busy event loop, which added milliseconds per batch under load, and
-woke the loop through its self-pipe once per batch.)
+that is longer); the last report of a batch resolves its asyncio future. (A poller thread did
+this before: each delivery callback then had to win the GIL from the busy event loop, which
+added milliseconds per batch under load, and woke the loop through its self-pipe once per
+batch.)
 
 Both services must start, and answer, while Kafka is down: :meth:`KafkaBatchProducer.start`
 only launches a background task that fetches metadata until the cluster answers. Every
