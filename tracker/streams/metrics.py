@@ -21,7 +21,9 @@ DUPLICATES_SKIPPED = Counter(
 PROCESSING_LAG = Histogram(
     "tracker_worker_event_to_profile_seconds",
     "Time from the collector receiving an event to the write of the profile that counts it.",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    # Fine between 0.1 and 0.25 s, where freshness lies with the worker's 0.1 s fetch wait: a
+    # quantile is interpolated inside its bucket, and 0.1-0.25 read every p99 there as ~0.24 s.
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.125, 0.15, 0.175, 0.2, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 BATCH_SECONDS = Histogram(
     "tracker_worker_batch_seconds",
