@@ -8,6 +8,7 @@ rebalances losing nothing) are in test_streams_recovery.py; these pin the pieces
 from __future__ import annotations
 
 import asyncio
+import gc
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -113,6 +114,48 @@ async def test_clear_drops_waiting_records_and_frees_a_blocked_fetch_loop() -> N
     box.clear()  # what Faust's flow control does on a rebalance
     await asyncio.wait_for(blocked, 1.0)
     assert len(box) == 0  # the blocked fetch's records were stale: dropped, not queued
+
+
+async def test_records_dropped_on_a_rebalance_do_not_hold_it_up() -> None:
+    """Faust lets a rebalance go on once every tracked record is acknowledged or garbage (a weak
+    set). Records the intake drops on it must be garbage even while the fetch loop waits on the
+    paused partitions, or the worker never gives its partitions up (as seen in CI)."""
+    from faust.types import TP, Message
+
+    from tracker.streams.app import create_app
+
+    settings = Settings(environment="development")
+    app = create_app(settings)
+    consumer = app.consumer
+    intake_ = consumer.intake
+    topic = settings.topic_events
+    fetch = [Message(topic, 0, offset, 0, 0, {}, b"k", b"v", None, generation_id=0) for offset in range(3)]
+    fetches = [fetch]
+    del fetch
+
+    async def getmany(**_: Any) -> Any:  # one fetch, then paused partitions: nothing
+        if fetches:
+            for message in fetches.pop():
+                yield TP(topic, 0), message
+        else:
+            await asyncio.sleep(0.01)
+
+    consumer.getmany = getmany
+    app.flow_control.resume()
+    fetcher = type("Fetcher", (), {"_stopped": asyncio.Event()})()
+    draining = asyncio.create_task(consumer._drain_messages(fetcher))
+    try:
+        await asyncio.wait_for(intake_._arrived.wait(), 2)
+        assert len(intake_) == len(consumer._unacked_messages) == 3
+        app.flow_control.suspend()  # a rebalance begins: Faust suspends flow and clears queues
+        app.flow_control.clear()
+        await asyncio.sleep(0.05)  # the fetch loop is waiting for its next fetch
+        gc.collect()
+        assert list(consumer._unacked_messages) == []
+        assert not draining.done()
+    finally:
+        fetcher._stopped.set()
+        await asyncio.wait_for(draining, 2)
 
 
 @pytest.fixture

@@ -163,41 +163,15 @@ class BatchConsumer(faust_aiokafka.Consumer):
         if intake is None:
             await super()._drain_messages(fetcher)
             return
-        batched = intake.topics
-        callback = self.callback
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
-        read_offsets = self._read_offset  # tracker.streams.read_offsets holds rewinds in it
-        acks_enabled_for = self.app.topics.acks_enabled_for
-        track = self.track_message
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 self.diag.set_flag(CONSUMER_FETCHING)
                 await asyncio.sleep(0)  # as Faust does: a getmany that returns at once must yield
                 if self.should_stop:
                     break
-                fetched: list[Message] = []
-                # Each partition's last delivered offset, written back once per fetch (Faust
-                # writes it per record; the map's hold check made that 5 % of the worker's CPU).
-                delivered: dict[Any, int] = {}
-                async for tp, message in self.getmany(timeout=1.0):
-                    offset = message.offset
-                    last = delivered[tp] if tp in delivered else read_offsets[tp]
-                    if last is not None and offset < last:
-                        continue  # a stale fetch after a seek (Faust's own rule)
-                    if last and offset - last > 1 and acks_enabled_for(message.topic):
-                        await self._add_gap(tp, last + 1, offset)
-                    if message.topic in batched:
-                        track(message)
-                        fetched.append(message)
-                        delivered[tp] = offset
-                    else:
-                        await self.wait_first(callback(message), self.suspend_flow.wait())
-                        read_offsets[tp] = offset
-                for tp, offset in delivered.items():
-                    read_offsets[tp] = offset
-                if fetched and self.flow_active:
-                    await intake.put(fetched)
+                await self._drain_fetch(intake)
                 await self._commit_every_n_acks()
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
@@ -215,6 +189,41 @@ class BatchConsumer(faust_aiokafka.Consumer):
             raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
+
+    async def _drain_fetch(self, intake: BatchIntake) -> None:
+        """Hand one fetch's records to the intake (other topics' records to Faust's conductor).
+
+        One fetch per call, so that no record outlives it in a local variable: a record is
+        tracked as unacknowledged until it is acknowledged or garbage (Faust keeps them in a
+        weak set), and on a rebalance Faust waits for that set to empty before it lets the
+        partitions go. A record the intake dropped on that rebalance, still held by the fetch
+        loop while its next fetch waits on paused partitions, would hold the rebalance forever."""
+        batched = intake.topics
+        read_offsets = self._read_offset  # tracker.streams.read_offsets holds rewinds in it
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        track = self.track_message
+        fetched: list[Message] = []
+        # Each partition's last delivered offset, written back once per fetch (Faust writes it
+        # per record; the map's hold check made that 5 % of the worker's CPU).
+        delivered: dict[Any, int] = {}
+        async for tp, message in self.getmany(timeout=1.0):
+            offset = message.offset
+            last = delivered[tp] if tp in delivered else read_offsets[tp]
+            if last is not None and offset < last:
+                continue  # a stale fetch after a seek (Faust's own rule)
+            if last and offset - last > 1 and acks_enabled_for(message.topic):
+                await self._add_gap(tp, last + 1, offset)
+            if message.topic in batched:
+                track(message)
+                fetched.append(message)
+                delivered[tp] = offset
+            else:
+                await self.wait_first(self.callback(message), self.suspend_flow.wait())
+                read_offsets[tp] = offset
+        for tp, offset in delivered.items():
+            read_offsets[tp] = offset
+        if fetched and self.flow_active:
+            await intake.put(fetched)
 
     async def _commit_every_n_acks(self) -> None:
         """Faust's ``broker_commit_every``, checked once per fetch instead of per record."""
