@@ -18,6 +18,9 @@ is open loop and coordinated-omission safe: request *i* is due at
 stalled server is charged for the requests that queue up behind it, not only
 for the one it is slow on. Connections are HTTP/1.1 keep-alive; a request
 waits for a free connection when all are busy (and that wait counts).
+``--loadgen vegeta`` paces and sends the fixed-rate runs with vegeta (Go) instead,
+latencies again from each request's due time: a cross-check that this file's own
+load generator (Python, on the same two cores) does not make the figures.
 
     .venv/bin/python bench/offer_api_latency.py                 # full run (about 4 minutes)
     .venv/bin/python bench/offer_api_latency.py --rates 1000 --duration 10
@@ -25,6 +28,7 @@ waits for a free connection when all are busy (and that wait counts).
     .venv/bin/python bench/offer_api_latency.py --api-workers 2 --api-priority 10 --redis-priority 10
         # the API, the load generators and Redis ahead of Kafka and the stream worker for the CPU,
         # as on machines of their own (root)
+    .venv/bin/python bench/offer_api_latency.py --loadgen vegeta  # vegeta sends (built with Go)
     .venv/bin/python bench/offer_api_latency.py --api-url http://127.0.0.1:8002 \\
         --redis-url redis://127.0.0.1:6379/0                     # against running services
 
@@ -40,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import json
 import os
 import random
@@ -232,6 +237,93 @@ async def closed_loop(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# vegeta (Go, https://github.com/tsenart/vegeta): the open loop without this file's Python in it.
+VEGETA_MODULE = "github.com/tsenart/vegeta/v12@v12.12.0"
+
+
+def vegeta_binary() -> str:
+    """vegeta on the PATH, or built once with the machine's Go into ``var/tools`` (``--loadgen
+    vegeta`` only: the default load generator needs nothing but Python)."""
+    found = shutil.which("vegeta")
+    if found:
+        return found
+    tools = Path(__file__).resolve().parents[1] / "var" / "tools" / "go"
+    binary = tools / "bin" / "vegeta"
+    if not binary.exists():
+        go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
+        if go is None:
+            raise SystemExit("--loadgen vegeta needs vegeta on the PATH, or Go to build it (go install)")
+        print(f"building vegeta ({VEGETA_MODULE}) with {go} ...", file=sys.stderr)
+        env = {**os.environ, "GOPATH": str(tools), "GOBIN": str(tools / "bin")}
+        subprocess.run([go, "install", VEGETA_MODULE], env=env, check=True, timeout=600)
+    return str(binary)
+
+
+def vegeta_open_loop(args: argparse.Namespace) -> dict[str, Any]:
+    """The open loop of :func:`open_loop`, paced and sent by vegeta. Latencies still run from
+    each request's due time: vegeta reports when it began each request (``seq``-th, due at
+    ``start + seq / rate``) and how long the answer took; the two add up."""
+    base = args.url.rstrip("/")
+    with tempfile.TemporaryDirectory(prefix="bench-vegeta-") as scratch:
+        targets, results = Path(scratch) / "targets.txt", Path(scratch) / "results.bin"
+        paths = request_paths(args.kind, args.visitors, args.seed, 65_536)
+        targets.write_text("".join(f"GET {base}{path.decode()}\n\n" for path in paths))
+        binary = vegeta_binary()
+        seconds = args.warmup + args.duration
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run(
+            [binary, "attack", f"-rate={args.rate:g}/1s", f"-duration={seconds:g}s", f"-targets={targets}",
+             "-keepalive=true", f"-workers={min(args.connections, 16)}", f"-max-workers={args.connections}",
+             "-timeout=30s", f"-output={results}"],
+            check=True,
+        )  # fmt: skip
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        rows = subprocess.run(
+            [binary, "encode", "-to=csv", str(results)], check=True, capture_output=True, text=True
+        ).stdout.splitlines()
+    # Columns: timestamp (ns), status, latency (ns), bytes out, bytes in, error, body, name, seq, ...
+    parsed = [(int(f[8]), int(f[0]), int(f[1]), int(f[2]), f[5]) for f in csv.reader(rows)]
+    parsed.sort()
+    start_ns = parsed[0][1] if parsed else 0
+    latencies: list[float] = []
+    send_delays: list[float] = []
+    slow_at: list[tuple[float, float]] = []
+    errors = answered = 0
+    measured_from = int(args.warmup * args.rate)
+    for seq, began_ns, status, latency_ns, error in parsed:
+        if seq < measured_from:
+            continue
+        answered += 1
+        if error or status != 200:
+            errors += 1
+            continue
+        due_ns = start_ns + seq * 1e9 / args.rate
+        late = max(0.0, (began_ns - due_ns) / 1e9)
+        latency = late + latency_ns / 1e9
+        latencies.append(latency)
+        send_delays.append(late)
+        if latency > SLOW_SECONDS:
+            slow_at.append(((due_ns - start_ns) / 1e9 - args.warmup, latency))
+    return {
+        "mode": "open",
+        "engine": "vegeta",
+        "kind": args.kind,
+        "rate": args.rate,
+        "duration_s": args.duration,
+        "requests": answered,  # vegeta sends every request, however late (a failure has an error)
+        "completed": len(latencies),
+        "errors": errors,
+        "connections": args.connections,
+        **percentiles(latencies),
+        "send_delay": percentiles(send_delays),
+        "slow_by_second": slow_by_second(slow_at),
+        # The attack's own share of a core (decoding its results afterwards is not load).
+        "loadgen_cpu_percent": round(
+            100 * (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / seconds
+        ),
+    }
+
+
 def loadgen_main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="offer_api_latency.py loadgen")
     parser.add_argument("--url", required=True)
@@ -243,7 +335,11 @@ def loadgen_main(argv: list[str]) -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--visitors", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--engine", choices=["python", "vegeta"], default="python")
     args = parser.parse_args(argv)
+    if args.engine == "vegeta" and args.mode == "open":
+        print(json.dumps(vegeta_open_loop(args)))
+        return
     try:
         import uvloop
 
@@ -311,7 +407,7 @@ def run_loadgen(url: str, pids: dict[str, int] | None = None, **options: Any) ->
         for name, spent in processes_before.items()
     }
     loadgen = children.ru_utime + children.ru_stime - children_before.ru_utime - children_before.ru_stime
-    shares["loadgen"] = round(100 * loadgen / wall)
+    shares["loadgen"] = result.pop("loadgen_cpu_percent", None) or round(100 * loadgen / wall)
     result["cpu_percent"] = shares
     result["stolen_percent"] = round(100 * (stolen_seconds() - stolen_before) / wall, 1)
     if before is not None:
@@ -563,6 +659,13 @@ def main() -> None:
         help="leave the API with the untrained click model (by default a model trained on made-up "
         "rewards is published first, as the trainer publishes one in production)",
     )
+    parser.add_argument(
+        "--loadgen",
+        choices=["python", "vegeta"],
+        default="python",
+        help="the fixed-rate load generator: this file's asyncio one, or vegeta (Go; built with the "
+        "machine's Go into var/tools when not on the PATH), a cross-check of the first",
+    )
     parser.add_argument("--json", action="store_true", help="print the raw results as JSON too")
     parser.add_argument(
         "--nice",
@@ -626,7 +729,12 @@ def main() -> None:
         if not args.untrained:
             model_version = publish_trained_model(redis_url, app_id, profiles, Settings())
             wait_for_model(api_url, model_version)
-        common = {"duration": args.duration, "warmup": args.warmup, "visitors": args.visitors}
+        common = {
+            "duration": args.duration,
+            "warmup": args.warmup,
+            "visitors": args.visitors,
+            "engine": args.loadgen,  # the fixed-rate runs (saturation is this file's closed loop)
+        }
         results: dict[str, Any] = {
             "machine": machine(),
             "api_workers": None if args.api_url else args.api_workers,
@@ -649,6 +757,7 @@ def main() -> None:
                 duration=args.stack_warmup,
                 warmup=0,
                 visitors=args.visitors,
+                engine=args.loadgen,
             )
             results["stack_warmup"] = warm
         before = scrape(api_url)
@@ -679,7 +788,7 @@ def main() -> None:
         f"{os.getpriority(os.PRIO_PROCESS, 0)}, Redis: {results['redis_niceness']}, the rest of the stack: "
         f"{stack_niceness})"
     )
-    print(f"click model: {results['model_version'] or 'untrained'}")
+    print(f"click model: {results['model_version'] or 'untrained'}; load generator: {args.loadgen}")
     if results["redis_get"]:
         r = results["redis_get"]
         print(f"Redis GET round trip (redis-benchmark, 1 client): p50 {r.get('p50_latency_ms')} ms, "
