@@ -358,6 +358,35 @@ async def test_decision_queue_overflow_is_counted_not_raised() -> None:
     assert metrics.decisions_dropped.labels(reason="shutdown")._value.get() == 2
 
 
+async def test_a_connected_decision_log_hands_each_record_to_the_producer_at_once() -> None:
+    """While connecting, records wait in the bounded queue and go out in order once connected;
+    from then on each goes to the producer within log() itself, with no task to wake per record."""
+    from test_collector_producer import StandIn
+
+    metrics = OfferMetrics(process_collectors=False)
+    settings = Settings(environment="test", kafka_bootstrap="127.0.0.1:9")
+    kafka = StandIn(down_for=2)  # two failed metadata requests before it connects
+    producer = KafkaBatchProducer(
+        settings, client_factory=kafka, reconnect_initial_seconds=0.01, reconnect_max_seconds=0.02
+    )
+    decisions = DecisionLog(producer, settings, metrics)
+    await producer.start()
+    await decisions.start()
+    try:
+        decisions.log({"site_id": "s", "visitor_id": "visitor-0001", "n": 1})
+        assert decisions.queued == 1 and kafka.produced == []  # not connected yet: it waits
+        await asyncio.wait_for(producer.wait_connected(), 5)
+        async with asyncio.timeout(5):
+            while not kafka.produced:  # noqa: ASYNC110 - the drain task's turn
+                await asyncio.sleep(0.01)
+        decisions.log({"site_id": "s", "visitor_id": "visitor-0001", "n": 2})
+        assert [orjson.loads(r.value)["n"] for r in kafka.produced] == [1, 2]  # no await in between
+        assert decisions.queued == 0
+    finally:
+        await decisions.stop()
+        await producer.stop()
+
+
 async def test_many_apps_in_one_process_each_have_their_metrics(settings: Settings) -> None:
     apps = [create_app(settings, catalogue=small_catalogue()) for _ in range(3)]
     for app in apps:

@@ -3,6 +3,8 @@ FastAPI route it shortcuts; every endpoint is timed and counted by route templat
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from serve_support import metric_value, offer_params, running, small_catalogue, store_profile, visitor
 
@@ -41,6 +43,29 @@ async def test_fast_path_answers_exactly_like_the_route(settings: Settings, site
     assert fast == reference
     assert [status for status, _, _ in fast] == [200, 200, 200, 422, 422, 422, 200]
     assert fast[0][2]["reason"] == "interest:shoes"
+
+
+async def test_offers_are_answered_before_fastapis_own_layers(settings: Settings, site_id: str) -> None:
+    """GET /v1/offers never enters FastAPI's middleware stack (every other request does)."""
+    entered: list[str] = []
+
+    class Spy:
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                entered.append(f"{scope['method']} {scope['path']}")
+            await self.app(scope, receive, send)
+
+    app = create_app(settings, catalogue=small_catalogue())
+    app.add_middleware(Spy)
+    async with running(app) as client:
+        offer = await client.get("/v1/offers", params=offer_params(site_id, visitor(site_id)))
+        assert offer.status_code == 200
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.post("/v1/offers")).status_code == 405
+    assert entered == ["GET /healthz", "POST /v1/offers"]
 
 
 async def test_every_endpoint_is_timed_and_counted_by_route(settings: Settings, site_id: str) -> None:

@@ -223,7 +223,8 @@ class Settings(BaseSettings):
     # Redis call) and how long it stays open before one request probes Redis again.
     redis_breaker_failures: int = Field(default=5, ge=1, le=1000)
     redis_breaker_reset_seconds: float = Field(default=1.0, gt=0, le=300)
-    # Decision records held in memory while Kafka is slow or down; beyond this they are dropped
+    # Decision records held in memory until the API's Kafka producer first connects (then
+    # librdkafka's queue holds them, up to the produce timeout); beyond this they are dropped
     # and counted (tracker_offer_decisions_dropped_total), never waited for.
     decision_queue_max: int = Field(default=10_000, ge=1, le=10_000_000)
     # Privacy endpoints (POST /v1/admin/erase, GET /v1/me): token bucket per client address

@@ -1,8 +1,9 @@
 """The decision log: every offer shown goes to the ``decisions`` topic, best effort.
 
 A response must never wait for Kafka or fail because of it, so the request
-path only puts the record in a bounded in-memory queue (:meth:`DecisionLog.log`
-never awaits). One background task waits for the API's producer
+path only hands the record to the producer's queue, or while it is not connected
+yet puts it in a bounded in-memory queue (:meth:`DecisionLog.log` never awaits).
+One background task waits for the API's producer
 (:class:`~tracker.kafka_producer.KafkaBatchProducer`, librdkafka: ~4 us of CPU
 per record where aiokafka's drain, one awaited ``send`` at a time, fell behind
 at 2,000 offers/s) and hands the queued records to it. When the queue is full,
@@ -57,6 +58,8 @@ class DecisionLog:
         self._metrics = metrics
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=max_queued)
         self._task: asyncio.Task[None] | None = None
+        # Set once the drain task found the producer connected (cleared by stop()).
+        self._draining = False
         metrics.decision_queue_depth.set_function(self._queue.qsize)
 
     @property
@@ -69,7 +72,14 @@ class DecisionLog:
         return self._queue.qsize()
 
     def log(self, record: dict[str, Any]) -> None:
-        """Queue one decision record; never blocks, never raises."""
+        """Queue one decision record; never blocks, never raises.
+
+        Once the producer is connected and nothing waits in the queue, the record goes straight
+        to the producer's own queue (librdkafka's ``produce`` never blocks either): a hop through
+        the drain task would wake it once per decision, a task step on every offer request."""
+        if self._draining and self._queue.empty():
+            self._send(record)
+            return
         try:
             self._queue.put_nowait(record)
         except asyncio.QueueFull:
@@ -85,6 +95,7 @@ class DecisionLog:
         acknowledgements; what cannot be handed over is counted as dropped. Call it before
         the producer's ``stop``.
         """
+        self._draining = False
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -101,6 +112,9 @@ class DecisionLog:
 
     async def _drain(self) -> None:
         await self._producer.wait_connected()
+        while not self._queue.empty():  # what came while connecting, before any later record
+            self._send(self._queue.get_nowait())
+        self._draining = True
         while True:
             self._send(await self._queue.get())
             while not self._queue.empty():  # everything queued meanwhile, without a loop turn each

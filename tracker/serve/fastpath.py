@@ -9,8 +9,12 @@ stays the reference implementation and the OpenAPI description
 (``tests/test_serve_fastpath.py`` checks that both answer alike). Everything
 else passes through untouched.
 
-It sits inside the metrics and CORS middlewares, so offer answers are still
-timed, counted under ``handler="/v1/offers"`` and get their CORS headers.
+The app (:class:`tracker.serve.app.OfferAPI`) hands ``GET /v1/offers`` to it
+before any of FastAPI's own layers, inside instances of the same metrics and CORS
+middlewares as every other route, so offer answers are still timed, counted under
+``handler="/v1/offers"`` and get their CORS headers. An exception escaping it is
+answered 500 by uvicorn (and counted as one by the metrics middleware), as
+Starlette's error middleware would have.
 """
 
 from __future__ import annotations
