@@ -9,7 +9,6 @@ import os
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from types import MethodType
 
 import uvicorn
 from fastapi import FastAPI, Request, Response
@@ -34,7 +33,7 @@ from tracker.serve import admin_offers, offers, ops, privacy
 from tracker.serve.breaker import CircuitBreaker
 from tracker.serve.catalogue_store import CatalogueStore, open_redis_catalogue_cache
 from tracker.serve.decisions import DecisionLog
-from tracker.serve.fastpath import OfferFastPath
+from tracker.serve.fastpath import answer_offers
 from tracker.serve.metrics import HttpMetricsMiddleware, OfferMetrics
 from tracker.serve.multiprocess_metrics import MULTIPROC_DIR_ENV
 from tracker.serve.ratelimit import RateLimiter
@@ -198,10 +197,8 @@ def create_app(
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     if fast_path:
         # GET /v1/offers skips every FastAPI layer, inside the same two middlewares as above.
-        other_requests = MethodType(FastAPI.__call__, app)  # never reached: OfferAPI routes by path
-        app.offer_fast_path = HttpMetricsMiddleware(
-            SiteCorsMiddleware(OfferFastPath(other_requests), **cors), metrics=metrics
-        )
+        offers_with_cors = SiteCorsMiddleware(answer_offers, **cors)
+        app.offer_fast_path = HttpMetricsMiddleware(offers_with_cors, metrics=metrics)
     return app
 
 

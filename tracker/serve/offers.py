@@ -163,7 +163,7 @@ async def get_offer(
     cart: Annotated[CartValue | None, Query(description="Value of the visitor's cart.")] = None,
 ) -> Response:
     """The reference implementation and the OpenAPI description; in a running API,
-    :class:`~tracker.serve.fastpath.OfferFastPath` answers this path before FastAPI
+    :func:`~tracker.serve.fastpath.answer_offers` answers this path before FastAPI
     routing (same parameters, same :func:`answer`, same body)."""
     query = OfferQuery(site, visitor, slot, page, page_type, category, device, cart)
     body = await answer(request.app.state, query)
