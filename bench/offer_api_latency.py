@@ -57,6 +57,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -123,12 +124,7 @@ async def open_loop(args: argparse.Namespace) -> dict[str, Any]:
     idle: asyncio.Queue[Connection] = asyncio.Queue()
     idle.put_nowait(conns[0])
     paths = request_paths(args.kind, args.visitors, args.seed, 65_536)
-    latencies: list[float] = []
-    # How late each request left the load generator (its own timer and CPU waits, a free
-    # connection): part of every latency, since latencies run from the due time.
-    send_delays: list[float] = []
-    slow_at: list[tuple[float, float]] = []  # (seconds into the run, latency) of slow requests
-    errors = 0
+    times = OpenLoopTimes()
     pending: set[asyncio.Task[None]] = set()
 
     async def connection() -> Connection:
@@ -139,23 +135,15 @@ async def open_loop(args: argparse.Namespace) -> dict[str, Any]:
         return await idle.get()
 
     async def fire(due: float, path: bytes, measured: bool) -> None:
-        nonlocal errors
         conn = await connection()
         sent = clock()
         try:
             status = await conn.get(path)
         except (OSError, asyncio.IncompleteReadError, ValueError):
-            errors += 1
-            return  # the connection is dropped
+            return  # the connection is dropped; the request counts as never answered
         idle.put_nowait(conn)
         if measured:
-            latency = clock() - due
-            latencies.append(latency)
-            send_delays.append(sent - due)
-            if latency > SLOW_SECONDS:
-                slow_at.append((due - measure_from, latency))
-            if status != 200:
-                errors += 1
+            times.answered(due - measure_from, sent - due, clock() - due, status)
 
     # perf_counter, not loop.time(): uvloop's clock has millisecond resolution.
     start = clock() + 0.05
@@ -178,19 +166,43 @@ async def open_loop(args: argparse.Namespace) -> dict[str, Any]:
     for conn in conns:
         conn.writer.close()
     sent = sum(1 for k in range(i) if start + k / args.rate >= measure_from)
-    return {
-        "mode": "open",
-        "kind": args.kind,
-        "rate": args.rate,
-        "duration_s": args.duration,
-        "requests": sent,
-        "completed": len(latencies),
-        "errors": errors + (sent - len(latencies)),
-        "connections": len(conns),
-        **percentiles(latencies),
-        "send_delay": percentiles(send_delays),
-        "slow_by_second": slow_by_second(slow_at),
-    }
+    return times.result(args, sent=sent, connections=len(conns))
+
+
+@dataclass
+class OpenLoopTimes:
+    """What an open-loop run measured of the requests that got an answer, each from its due time."""
+
+    latencies: list[float] = field(default_factory=list)
+    # How late each request left the load generator (its own timer and CPU waits, a free
+    # connection): part of every latency, since latencies run from the due time.
+    send_delays: list[float] = field(default_factory=list)
+    slow_at: list[tuple[float, float]] = field(default_factory=list)  # (seconds into the run, latency)
+    not_ok: int = 0  # answers other than 200
+
+    def answered(self, at: float, late: float, latency: float, status: int) -> None:
+        self.latencies.append(latency)
+        self.send_delays.append(late)
+        if latency > SLOW_SECONDS:
+            self.slow_at.append((at, latency))
+        if status != 200:
+            self.not_ok += 1
+
+    def result(self, args: argparse.Namespace, *, sent: int, connections: int) -> dict[str, Any]:
+        """The run's figures; ``errors`` counts answers other than 200 and requests never answered."""
+        return {
+            "mode": "open",
+            "kind": args.kind,
+            "rate": args.rate,
+            "duration_s": args.duration,
+            "requests": sent,
+            "completed": len(self.latencies),
+            "errors": self.not_ok + (sent - len(self.latencies)),
+            "connections": connections,
+            **percentiles(self.latencies),
+            "send_delay": percentiles(self.send_delays),
+            "slow_by_second": slow_by_second(self.slow_at),
+        }
 
 
 def slow_by_second(slow_at: list[tuple[float, float]]) -> list[list[float]]:
@@ -281,42 +293,26 @@ def vegeta_open_loop(args: argparse.Namespace) -> dict[str, Any]:
         rows = subprocess.run(
             [binary, "encode", "-to=csv", str(results)], check=True, capture_output=True, text=True
         ).stdout.splitlines()
-    # Columns: timestamp (ns), status, latency (ns), bytes out, bytes in, error, body, name, seq, ...
-    parsed = [(int(f[8]), int(f[0]), int(f[1]), int(f[2]), f[5]) for f in csv.reader(rows)]
+    # Columns: timestamp (ns), status (0: no answer), latency (ns), bytes out, bytes in, error,
+    # body, name, seq, ...
+    parsed = [(int(f[8]), int(f[0]), int(f[1]), int(f[2])) for f in csv.reader(rows)]
     parsed.sort()
     start_ns = parsed[0][1] if parsed else 0
-    latencies: list[float] = []
-    send_delays: list[float] = []
-    slow_at: list[tuple[float, float]] = []
-    errors = answered = 0
+    times = OpenLoopTimes()
     measured_from = int(args.warmup * args.rate)
-    for seq, began_ns, status, latency_ns, error in parsed:
+    sent = 0  # vegeta sends every request, however late
+    for seq, began_ns, status, latency_ns in parsed:
         if seq < measured_from:
             continue
-        answered += 1
-        if error or status != 200:
-            errors += 1
-            continue
+        sent += 1
+        if status == 0:
+            continue  # no answer (vegeta's error says why): counted as never answered
         due_ns = start_ns + seq * 1e9 / args.rate
         late = max(0.0, (began_ns - due_ns) / 1e9)
-        latency = late + latency_ns / 1e9
-        latencies.append(latency)
-        send_delays.append(late)
-        if latency > SLOW_SECONDS:
-            slow_at.append(((due_ns - start_ns) / 1e9 - args.warmup, latency))
+        times.answered((due_ns - start_ns) / 1e9 - args.warmup, late, late + latency_ns / 1e9, status)
     return {
-        "mode": "open",
+        **times.result(args, sent=sent, connections=args.connections),
         "engine": "vegeta",
-        "kind": args.kind,
-        "rate": args.rate,
-        "duration_s": args.duration,
-        "requests": answered,  # vegeta sends every request, however late (a failure has an error)
-        "completed": len(latencies),
-        "errors": errors,
-        "connections": args.connections,
-        **percentiles(latencies),
-        "send_delay": percentiles(send_delays),
-        "slow_by_second": slow_by_second(slow_at),
         # The attack's own share of a core (decoding its results afterwards is not load).
         "loadgen_cpu_percent": round(
             100 * (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / seconds
