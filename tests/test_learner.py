@@ -56,6 +56,19 @@ def trained(seed: int = 1, n: int = 3000) -> ClickModel:
     return model
 
 
+def test_predictions_are_rivers_own_to_the_last_bit() -> None:
+    # predict_one computes River's predict_proba_one without its per-call dict: the same float,
+    # before and after learning (a River upgrade that changes the formula fails here).
+    rng = random.Random(5)
+    model = ClickModel()
+    for n in range(3000):
+        x = random_features(rng)
+        assert model.predict_one(x) == model._lr.predict_proba_one(x)[True]
+        model.learn_one(x, rng.random() < 0.2, offer_id=next(iter(x)))
+        if n == 1500:
+            model.restart_exploration(shrink=0.5)
+
+
 def test_restored_snapshot_predicts_exactly_as_the_writer() -> None:
     writer = trained()
     for decode in (
@@ -229,11 +242,14 @@ def test_tallies_count_each_offer_per_strongest_interest_and_survive_a_snapshot(
     restored = decode_snapshot(encode_snapshot(model.to_snapshot()))
     assert restored.tally(f"{offer_id}|top=shoes") == (4.0, 1.0) and restored.version == model.version
     # Eighty more misses rule out a rate above 10 %; restarting exploration (drift) forgets them.
+    # (Each ceiling is read before and after, as the policy does between updates: none is stale.)
+    assert model.ceiling(f"{offer_id}|top=shoes", z=2.0) > 0.5, "one click in four: much is plausible"
     for _ in range(80):
         model.learn_one(shoes, False, offer_id=offer_id)
     assert model.ceiling(f"{offer_id}|top=shoes", z=2.0) < 0.1
     model.restart_exploration()
     assert model.tally(f"{offer_id}|top=shoes") == (0.0, 0.0)
+    assert model.ceiling(f"{offer_id}|top=shoes", z=2.0) == 1.0
 
 
 def test_an_offers_estimate_moves_from_the_prediction_to_its_own_record() -> None:

@@ -54,6 +54,7 @@ from typing import Any
 
 import river
 from river import linear_model, optim, utils
+from river.utils.math import sigmoid
 
 from tracker.models.features import FEATURES_VERSION, MATCH_INTEREST, MATCH_PAGE, tally_key_of
 
@@ -122,6 +123,9 @@ class ClickModel:
         # since exploration (re)started: what the policy's exploration reads (:meth:`ceiling`).
         self._tallies: dict[str, list[float]] = {}
         self._overall_value: float | None = None
+        # (tally key, z) -> ceiling: tallies change only when learning, and the offer API's model
+        # never learns, so each is computed once per published model instead of per request.
+        self._ceilings: dict[tuple[str, float], float] = {}
         self._version: str | None = None
 
     def _new_regression(self) -> linear_model.LogisticRegression:
@@ -135,8 +139,13 @@ class ClickModel:
     # --- Reading ---------------------------------------------------------------
 
     def predict_one(self, x: Mapping[str, float]) -> float:
-        """Click probability for one (context, offer) feature dict."""
-        return self._lr.predict_proba_one(x)[True]
+        """Click probability for one (context, offer) feature dict.
+
+        River's ``predict_proba_one(x)[True]`` without the dict of both classes it builds: the
+        same dot product, intercept and sigmoid, so the same float (``test_learner`` holds it).
+        """
+        lr = self._lr
+        return sigmoid(lr._weights.dot(x) + lr.intercept)
 
     def value_per_click(self, offer_id: str) -> float:
         """Expected conversion value of a click on ``offer_id`` (0 until purchases are attributed)."""
@@ -166,10 +175,12 @@ class ClickModel:
         >>> round(model.ceiling("run|top=shoes", z=2.0), 3)
         0.091
         """
-        impressions, clicks = self._tallies.get(key, (0.0, 0.0))
-        if impressions <= 0:
-            return 1.0
-        return wilson_upper(clicks / impressions, impressions, z)
+        found = self._ceilings.get((key, z))
+        if found is None:
+            impressions, clicks = self._tallies.get(key, (0.0, 0.0))
+            found = 1.0 if impressions <= 0 else wilson_upper(clicks / impressions, impressions, z)
+            self._ceilings[key, z] = found
+        return found
 
     def estimate(
         self, key: str, predicted: float, *, prior_impressions: float, z: float
@@ -252,6 +263,7 @@ class ClickModel:
             tally = self._tallies.setdefault(tally_key_of(x, offer_id), [0.0, 0.0])
             tally[0] += 1.0
             tally[1] += 1.0 if clicked else 0.0
+            self._ceilings.clear()
         if clicked:
             self._clicks += 1
             if offer_id is not None:
@@ -282,6 +294,7 @@ class ClickModel:
         self._explore_from = self._updates
         self._restarts += 1
         self._tallies = {}
+        self._ceilings.clear()
         if shrink != 1.0:
             weights = self._lr._weights.to_dict()
             self._lr._weights = utils.VectorDict({name: w * shrink for name, w in weights.items()})

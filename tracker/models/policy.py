@@ -72,7 +72,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tracker.models.caps import ImpressionCounts
 from tracker.models.catalogue import Catalogue, Offer
@@ -219,8 +219,7 @@ class PolicyConfig:
         return self.epsilon_min + (start - self.epsilon_min) * d / (d + max(0, age))
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(NamedTuple):
     """One offer of the slot as the policy saw it (what the explain endpoint lists).
 
     ``excluded`` is the rule that removed it (None for a candidate);
@@ -229,6 +228,9 @@ class Candidate:
     chance the policy gave it (0 for an excluded offer; sums to 1 over
     candidates); ``contributions`` the top features behind its score
     (only with ``explain=True``).
+
+    A named tuple, not a frozen dataclass: every request builds one per offer of the slot,
+    and a frozen dataclass's ``__init__`` costs several times a tuple's.
     """
 
     offer_id: str
@@ -423,10 +425,10 @@ def choose_among(
     return Choice(scored, best, epsilon, weights, probabilities)
 
 
-@dataclass(frozen=True, slots=True)
-class Scored:
+class Scored(NamedTuple):
     """One eligible offer with its features, estimated click probability (``p_click``) and
-    ranking score (from its optimistic bound: :meth:`ClickModel.estimate`)."""
+    ranking score (from its optimistic bound: :meth:`ClickModel.estimate`). A named tuple for
+    the same reason as :class:`Candidate`."""
 
     offer: Offer
     features: dict[str, float]
@@ -440,23 +442,23 @@ def score_offers(
     """Score each offer for this context; also return the index of the greedy (best) one, and
     the visitor's strongest interest (the exploration tallies' key)."""
     parts = context_parts(ctx)
+    top = parts.top
+    # Bound once: this loop runs for every offer of the slot on every request.
+    predict, estimate = model.predict_one, model.estimate
+    prior, optimism_z = config.prior_impressions, config.optimism_z
+    value_weight, margin_weight = config.value_weight, config.margin_weight
     scored: list[Scored] = []
     best = -1
     for offer in offers:
         x = offer_features(parts, offer)
-        p_click, value = model.estimate(
-            tally_key(offer.id, parts.top),
-            model.predict_one(x),
-            prior_impressions=config.prior_impressions,
-            z=config.optimism_z,
-        )
-        if config.value_weight:
-            value *= 1.0 + config.value_weight * model.value_per_click(offer.id)
-        score = value * (1.0 + config.margin_weight * offer.margin)
-        scored.append(Scored(offer, x, p_click, score))
+        p_click, value = estimate(tally_key(offer.id, top), predict(x), prior_impressions=prior, z=optimism_z)
+        if value_weight:
+            value *= 1.0 + value_weight * model.value_per_click(offer.id)
+        score = value * (1.0 + margin_weight * offer.margin)
         if best < 0 or _beats(offer, score, scored[best].offer, scored[best].score):
-            best = len(scored) - 1
-    return scored, best, parts.top
+            best = len(scored)
+        scored.append(Scored(offer, x, p_click, score))
+    return scored, best, top
 
 
 def exploration_weights(

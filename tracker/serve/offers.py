@@ -371,7 +371,7 @@ def _cold_default(
         model_version=decision.model_version,
         # Keep the scored candidates (explain), with the probabilities of what is served.
         candidates=tuple(
-            replace(c, probability=1.0 if c.offer_id == chosen else 0.0) for c in decision.candidates
+            c._replace(probability=1.0 if c.offer_id == chosen else 0.0) for c in decision.candidates
         ),
     )
 
