@@ -418,21 +418,15 @@ def run_loadgen(url: str, pids: dict[str, int] | None = None, **options: Any) ->
     return result
 
 
-def seed_profiles(redis_url: str, visitors: int, settings: Any) -> list[Any]:
-    """Store profiles for 70 % of the visitors, as the stream worker would have built them;
-    returns them."""
-    import orjson
-    import redis
-
-    from tracker import keys
+def bench_profiles(visitors: int, settings: Any) -> dict[str, Any]:
+    """Profiles for 70 % of ``visitors`` (``bench-<n>``), as the stream worker would have built
+    them from 1-11 product views and cart adds each; by visitor id."""
     from tracker.models.profile import Profile, apply_event
     from tracker.schema import parse_event
 
     rng = random.Random(1)
-    client = redis.Redis.from_url(redis_url)
     now = int(time.time() * 1000)
-    pipe = client.pipeline(transaction=False)
-    profiles = []
+    profiles = {}
     for n in range(visitors):
         if rng.random() >= 0.7:
             continue
@@ -457,30 +451,36 @@ def seed_profiles(redis_url: str, visitors: int, settings: Any) -> list[Any]:
                 half_life_seconds=settings.interest_half_life_seconds,
                 dedupe_window=settings.dedupe_window,
             )
+        profiles[visitor] = profile
+    return profiles
+
+
+def seed_profiles(redis_url: str, visitors: int, settings: Any) -> list[Any]:
+    """Store :func:`bench_profiles` in Redis; returns them."""
+    import orjson
+    import redis
+
+    from tracker import keys
+
+    profiles = bench_profiles(visitors, settings)
+    client = redis.Redis.from_url(redis_url)
+    pipe = client.pipeline(transaction=False)
+    for visitor, profile in profiles.items():
         pipe.set(keys.profile(SITE, visitor), orjson.dumps(profile.to_dict()), ex=3600)
-        profiles.append(profile)
         if len(pipe) >= 1000:
             pipe.execute()
     pipe.execute()
     client.close()
-    return profiles
+    return list(profiles.values())
 
 
-def publish_trained_model(redis_url: str, app_id: str, profiles: list[Any], settings: Any) -> str:
-    """Train a click model on 5,000 made-up rewards of the benchmark's visitors (4 % clicked)
-    and publish it as the stream worker's trainer does; returns its version. The API then
-    decides as in production, with a trained model (an untrained one, which the benchmark
-    otherwise gets since nothing is ever clicked, decides twice for a visitor it knows nothing
-    about: ``tracker.serve.offers._cold_default``)."""
-    import redis
-
-    from tracker import keys
-    from tracker.models.catalogue import load_catalogue
+def train_click_model(catalogue: Any, profiles: list[Any], settings: Any) -> Any:
+    """A click model trained on 5,000 made-up rewards of these visitors (4 % clicked), deciding
+    as the policy does: what the trainer would have published after a while."""
     from tracker.models.features import context_from_profile
-    from tracker.models.learner import ClickModel, encode_snapshot
+    from tracker.models.learner import ClickModel
     from tracker.models.policy import PolicyConfig, decide
 
-    catalogue = load_catalogue(settings.catalogue_path)
     model = ClickModel(learning_rate=settings.model_learning_rate)
     config = PolicyConfig.from_settings(settings)
     rng = random.Random(5)
@@ -494,7 +494,24 @@ def publish_trained_model(redis_url: str, app_id: str, profiles: list[Any], sett
         )  # fmt: skip
         if decision.offer is not None and not decision.holdout:
             model.learn_one(decision.features, rng.random() < 0.04, offer_id=decision.offer.id)
-    snapshot = model.to_snapshot(created_ms=now, meta={"worker": app_id, "source": "offer_api_latency"})
+    return model
+
+
+def publish_trained_model(redis_url: str, app_id: str, profiles: list[Any], settings: Any) -> str:
+    """Publish :func:`train_click_model` as the stream worker's trainer does; returns its version.
+    The API then decides as in production, with a trained model (an untrained one, which the
+    benchmark otherwise gets since nothing is ever clicked, decides twice for a visitor it knows
+    nothing about: ``tracker.serve.offers._cold_default``)."""
+    import redis
+
+    from tracker import keys
+    from tracker.models.catalogue import load_catalogue
+    from tracker.models.learner import encode_snapshot
+
+    model = train_click_model(load_catalogue(settings.catalogue_path), profiles, settings)
+    snapshot = model.to_snapshot(
+        created_ms=int(time.time() * 1000), meta={"worker": app_id, "source": "offer_api_latency"}
+    )
     version = str(snapshot["version"])
     client = redis.Redis.from_url(redis_url)
     client.set(keys.click_model(app_id, version), encode_snapshot(snapshot), ex=3600)
