@@ -249,9 +249,13 @@ def offer_features(parts: ContextParts, offer: Offer) -> dict[str, float]:
             x[name] = share
     if offer.categories:
         levels = parts.levels
-        match = sum(levels.get(category, 0.0) for category in offer.categories) if levels else 0.0
-        if match:
-            x[MATCH_INTEREST] = match
+        if levels:
+            # A plain loop, not sum() over a generator: this runs for every offer on every request.
+            match = 0.0
+            for category in offer.categories:
+                match += levels.get(category, 0.0)
+            if match:
+                x[MATCH_INTEREST] = match
         if parts.page_category is not None and parts.page_category in offer.categories:
             x[MATCH_PAGE] = 1.0
     return x
