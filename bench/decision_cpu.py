@@ -10,13 +10,16 @@ it, and each request picks a visitor at random.
 
 Catalogues: the demo shop's (``deploy/catalogue.yaml``: what ``offer_api_latency.py``
 measures), then made-up ones with ``--offers`` targeted offers in the slot (and one
-default), two categories each, so that a shop can size its API for a larger catalogue.
+default), two categories each, so that a shop can size its API for a larger catalogue. Each
+slot is measured scoring its offers one by one (``decide()`` alone) and, from
+:data:`tracker.models.slot_scores.AT_ONCE_FROM` offers, also all at once as the offer API
+then does (``SlotScorers``: the same decisions).
 
 Reports this process's CPU time per request (``time.process_time``), best of ``--rounds``
 rounds of ``--requests``: free of what else runs on the machine, but a tight loop, so its
 code and data are warmer than between a server's system calls.
 
-Usage: ``.venv/bin/python bench/decision_cpu.py [--offers 8,32,128] [--requests 5000] [--rounds 3]``
+Usage: ``.venv/bin/python bench/decision_cpu.py [--offers 8,16,32,128] [--requests 5000] [--rounds 3]``
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ from offer_api_latency import CATEGORIES, SITE, SLOT, bench_profiles, train_clic
 
 from tracker.models.catalogue import Catalogue, load_catalogue, parse_catalogue
 from tracker.models.features import context_from_profile
+from tracker.models.learner import ClickModel
 from tracker.models.policy import PolicyConfig, decide
 from tracker.models.profile import Profile
+from tracker.models.slot_scores import AT_ONCE_FROM, SlotScorers
 from tracker.settings import Settings
 
 
@@ -58,11 +63,18 @@ def made_up_catalogue(offers: int, seed: int = 3) -> Catalogue:
 
 
 def cpu_per_request(
-    catalogue: Catalogue, stored: list[bytes | None], settings: Settings, requests: int, rounds: int
+    catalogue: Catalogue,
+    model: ClickModel,
+    stored: list[bytes | None],
+    settings: Settings,
+    requests: int,
+    rounds: int,
+    *,
+    at_once: bool,
 ) -> tuple[float, float]:
-    """Best-of-``rounds`` CPU per request: (the decision alone, the whole sync path), in µs."""
-    profiles = [orjson.loads(raw) for raw in stored if raw is not None]
-    model = train_click_model(catalogue, [Profile.from_dict(p) for p in profiles], settings)
+    """Best-of-``rounds`` CPU per request: (the decision alone, the whole sync path), in µs.
+    ``at_once``: the slot's offers scored at once, as the offer API does (``SlotScorers``)."""
+    scorers = SlotScorers() if at_once else None
     config = PolicyConfig.from_settings(settings)
     rng = random.Random(11)
     picks = [rng.choice(stored) for _ in range(requests)]
@@ -83,6 +95,7 @@ def cpu_per_request(
             decide(
                 catalogue, SLOT, ctx, model=model, rng=rng, site_id=SITE, visitor_id=f"bench-{n:08d}",
                 config=config, now_ms=now_ms,
+                scorer=scorers.get(model, catalogue.offers_for_slot(SLOT)) if scorers else None,
             )  # fmt: skip
         best_decide = min(best_decide, (time.process_time() - started) / requests * 1e6)
 
@@ -93,6 +106,7 @@ def cpu_per_request(
             decision = decide(
                 catalogue, SLOT, ctx, model=model, rng=rng, site_id=SITE, visitor_id=f"bench-{n:08d}",
                 config=config, now_ms=now_ms,
+                scorer=scorers.get(model, catalogue.offers_for_slot(SLOT)) if scorers else None,
             )  # fmt: skip
             orjson.dumps(decision.log_record())
             orjson.dumps({"offer": decision.offer.id if decision.offer else None, "reason": decision.reason})
@@ -104,7 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--offers", default="8,32,128", help="targeted offers in the made-up catalogues")
+    parser.add_argument("--offers", default="8,16,32,128", help="targeted offers in the made-up catalogues")
     parser.add_argument("--visitors", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=5_000)
     parser.add_argument("--rounds", type=int, default=3)
@@ -117,13 +131,20 @@ def main() -> None:
     ]
     catalogues = [("demo shop", load_catalogue(settings.catalogue_path))]
     catalogues += [(f"made up, {n} targeted", made_up_catalogue(n)) for n in map(int, args.offers.split(","))]
+    known = [Profile.from_dict(orjson.loads(raw)) for raw in stored if raw is not None]
     print(f"CPU per offer request in process (best of {args.rounds} rounds of {args.requests:,}):")
-    print("| catalogue | offers in the slot | decide() | profile, decision, record and JSON |")
-    print("| --- | --- | --- | --- |")
+    print("| catalogue | offers in the slot | scoring | decide() | profile, decision, record and JSON |")
+    print("| --- | --- | --- | --- | --- |")
     for name, catalogue in catalogues:
         in_slot = len(catalogue.offers_for_slot(SLOT))
-        decide_us, total_us = cpu_per_request(catalogue, stored, settings, args.requests, args.rounds)
-        print(f"| {name} | {in_slot} | {decide_us:.1f} µs | {total_us:.1f} µs |", flush=True)
+        model = train_click_model(catalogue, known, settings)
+        # The API scores a slot at once from AT_ONCE_FROM offers (one by one below: cheaper there).
+        for at_once in (False, True) if in_slot >= AT_ONCE_FROM else (False,):
+            decide_us, total_us = cpu_per_request(
+                catalogue, model, stored, settings, args.requests, args.rounds, at_once=at_once
+            )
+            scoring = "the slot at once (the API's)" if at_once else "offer by offer"
+            print(f"| {name} | {in_slot} | {scoring} | {decide_us:.1f} µs | {total_us:.1f} µs |", flush=True)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from tracker.models.features import context_from_profile
 from tracker.models.learner import ClickModel, encode_snapshot
 from tracker.models.policy import decide
 from tracker.models.profile import Profile, apply_event
+from tracker.models.slot_scores import AT_ONCE_FROM
 from tracker.schema import parse_event
 from tracker.serve import create_app
 from tracker.serve.offers import Policy
@@ -279,4 +280,35 @@ async def test_explain_lists_candidates_and_logs_nothing(settings: Settings, sit
             for o in ("personalised", "holdout", "default", "fallback", "empty")
         )
         == 0
+    )
+
+
+async def test_a_large_slot_is_scored_at_once(settings: Settings, site_id: str) -> None:
+    # AT_ONCE_FROM offers or more: the API scores the slot with one SlotScorer per model, and the
+    # visitor still gets the offer of their interest (the same decision as one by one:
+    # tests/test_slot_scores.py).
+    categories = ["shoes", "kitchen", "books", "garden", "toys"]
+    offers = [{"id": "welcome", "slots": [HOME], "title": "Welcome", "link": "/", "default": True}]
+    offers += [
+        {
+            "id": f"offer-{n:02d}",
+            "slots": [HOME],
+            "categories": [categories[n % 5]],
+            "title": "O",
+            "link": "/",
+        }
+        for n in range(AT_ONCE_FROM + 4)
+    ]
+    catalogue = parse_catalogue({"offers": offers})
+    fan = visitor(site_id)
+    await store_profile(settings, site_id, fan, {"garden": 6})
+    app = create_app(settings.model_copy(update=NO_EXPLORATION), catalogue=catalogue)
+    async with running(app) as client:
+        body = (await client.get("/v1/offers", params=offer_params(site_id, fan))).json()
+        model = app.state.model.value
+    built = [scorer for _, scorer in app.state.policy.scorers._by_offers.values()]
+    assert body["reason"] == "interest:garden" and body["personalised"]
+    assert catalogue.get(body["offer"]["id"]).categories == ["garden"]  # type: ignore[union-attr]
+    assert [(s.model, len(s.offers)) for s in built] == [(model, AT_ONCE_FROM + 5)], (
+        "one scorer, for this slot"
     )

@@ -33,6 +33,8 @@ _EXPORTS = {
     "decide": "policy",
     "fallback_decision": "policy",
     "action_probabilities": "policy",
+    "SlotScorer": "slot_scores",
+    "SlotScorers": "slot_scores",
     "in_holdout": "holdout",
     "Choice": "ranking",
     "choose_offer": "ranking",

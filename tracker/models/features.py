@@ -61,7 +61,8 @@ INTEREST_PRIOR = 3.0
 CART_BUCKETS = (0.0, 50.0, 150.0)
 # Upper bounds of the session page-view buckets.
 DEPTH_BUCKETS = (1, 3, 7)
-_UNCATEGORISED = ["-"]
+# The category an offer without any stands for in the coarse features (``c=-|...``).
+UNCATEGORISED = "-"
 # The offer-agnostic features (see the module docstring).
 MATCH_INTEREST = "match=interest"
 MATCH_PAGE = "match=page"
@@ -238,11 +239,11 @@ def context_parts(ctx: DecisionContext) -> ContextParts:
 
 def offer_features(parts: ContextParts, offer: Offer) -> dict[str, float]:
     """The sparse feature dict of one (visitor context, offer) pair."""
-    prefix = offer.id + "|"
+    prefix = offer.id + "|"  # cross_name(offer.id, suffix), inlined: this runs per offer per request
     x = {offer.id: 1.0}
     for suffix, value in parts.crosses:
         x[prefix + suffix] = value
-    categories = offer.categories or _UNCATEGORISED
+    categories = offer.categories or (UNCATEGORISED,)
     share = 1.0 / len(categories)
     for category in categories:
         for name in _coarse_names(category, parts.coarse):
@@ -288,7 +289,17 @@ def features_for(ctx: DecisionContext, offer: Offer) -> dict[str, float]:
 @lru_cache(maxsize=4096)
 def _coarse_names(category: str, suffixes: tuple[str, ...]) -> tuple[str, ...]:
     # The same few names on every request: build the strings once.
-    return tuple(f"c={category}|{suffix}" for suffix in suffixes)
+    return tuple(coarse_name(category, suffix) for suffix in suffixes)
+
+
+def cross_name(offer_id: str, suffix: str) -> str:
+    """The feature of ``offer_id`` crossed with one fact about the visitor (``run|seg=2``)."""
+    return f"{offer_id}|{suffix}"
+
+
+def coarse_name(category: str, suffix: str) -> str:
+    """The feature of an offer's ``category`` crossed with a weaker signal (``c=shoes|cart=0``)."""
+    return f"c={category}|{suffix}"
 
 
 def _bucket(value: float, bounds: tuple[float, ...]) -> str:

@@ -214,6 +214,10 @@ class ClickModel:
         mean = predicted if impressions <= 0 else (clicks + prior_impressions * predicted) / n
         return mean, (wilson_upper(mean, n, z) if z > 0 else mean)
 
+    def weights(self) -> dict[str, float]:
+        """Every feature's weight, as a plain dict (a copy)."""
+        return self._lr._weights.to_dict()
+
     def weight(self, name: str) -> float:
         return self._lr._weights.get(name, 0.0)
 

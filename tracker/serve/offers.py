@@ -50,7 +50,7 @@ import logging
 import os
 import random
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -71,6 +71,7 @@ from tracker.models.policy import (
     fallback_decision,
 )
 from tracker.models.profile import Profile
+from tracker.models.slot_scores import SlotScorers
 from tracker.schema import Category, SiteId, VisitorId
 from tracker.serve.decisions import DECISION_SCHEMA_VERSION, DecisionLog
 from tracker.serve.deps import privacy_rate_limit, require_admin
@@ -236,6 +237,8 @@ class Policy:
     # The untrained model does not explore: its greedy choice is what the priors say.
     cold_config: PolicyConfig
     rng: random.Random
+    # Each slot's offers scored at once for the current model (the same decisions, less CPU).
+    scorers: SlotScorers = field(default_factory=SlotScorers)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
@@ -329,6 +332,7 @@ async def decide_for(
         now_ms=now_ms,
         counts=counts,
         explain=explain,
+        scorer=policy.scorers.get(model, catalogue.offers_for_slot(query.slot)),
     )
     if not trained and decision.reason == REASON_POPULAR:
         decision = _cold_default(decision, catalogue, query, ctx, now_ms, counts, policy, profile is not None)
