@@ -7,6 +7,8 @@ Kafka (the tails read what was appended while the test ran, for its own site onl
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -271,11 +273,13 @@ async def test_rate_limit_per_client_network_and_site_is_429_with_retry_after(
         running(app, client=("198.51.100.99", 5001)) as same_network,
         running(app, client=("192.0.2.1", 5002)) as elsewhere,
     ):
+        started = time.monotonic()
         statuses = [(await first.post("/v1/events", content=batch(site_id), headers=headers)).status_code]
         statuses.append(
             (await same_network.post("/v1/events", content=batch(site_id), headers=headers)).status_code
         )
         refused = await first.post("/v1/events", content=batch(site_id), headers=headers)
+        elapsed = time.monotonic() - started
         other_network = await elsewhere.post("/v1/events", content=batch(site_id), headers=headers)
         other_site = await first.post(
             "/v1/events",
@@ -286,7 +290,9 @@ async def test_rate_limit_per_client_network_and_site_is_429_with_retry_after(
     assert statuses == [202, 202]  # the burst, shared by the /24
     assert refused.status_code == 429
     assert refused.json()["error"] == "rate_limited"
-    assert refused.headers["retry-after"] == "5"  # 1 token at 0.2 per second
+    # 1 token at 0.2 per second: 5 s, less what refilled since the burst began (a slow machine
+    # can take over a second for the three requests; the exact arithmetic is in test_collector_sites).
+    assert max(1, math.ceil(5 - elapsed)) <= int(refused.headers["retry-after"]) <= 5
     assert refused.headers["access-control-allow-origin"] == SHOP  # readable by fetch()
     assert (other_network.status_code, other_site.status_code) == (202, 202)
     assert len(await written_ids(tails, site_id)) == 3
