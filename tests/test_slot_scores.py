@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
+from tracker.models import slot_scores
 from tracker.models.catalogue import Catalogue, parse_catalogue
 from tracker.models.features import DecisionContext
 from tracker.models.learner import ClickModel
@@ -110,3 +113,34 @@ def test_the_api_keeps_a_scorer_per_slot_until_the_model_or_catalogue_changes() 
     current = scorers.get(newer, large)
     reloaded = tuple(list(large))  # the same offers from a reloaded catalogue: another tuple
     assert reloaded is not large and scorers.get(newer, reloaded) is not current
+
+
+def test_made_up_categories_do_not_grow_a_scorer_without_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Page categories come from requests and interests from events: a stream of made-up ones
+    # keeps the scorer's vectors at CACHED_VECTORS_MAX, and the decisions stay the same.
+    monkeypatch.setattr(slot_scores, "CACHED_VECTORS_MAX", 5)
+    rng = random.Random(8)
+    catalogue = random_catalogue(rng, 20)
+    model = ClickModel()
+    for n in range(300):
+        x = {f"offer-{n % 20:03d}": 1.0, f"offer-{n % 20:03d}|pcat=made-up-{n % 7}": 1.0}
+        model.learn_one(x, n % 3 == 0, offer_id=f"offer-{n % 20:03d}")
+    scorer = SlotScorer(model, catalogue.offers_for_slot(SLOT))
+    for n in range(60):
+        ctx = DecisionContext(interests={f"made-up-{n}": 4.0}, page_category=f"made-up-{n % 30}")
+        one_by_one, at_once = (
+            decide(
+                catalogue,
+                SLOT,
+                ctx,
+                model=model,
+                rng=random.Random(n),
+                site_id="s",
+                visitor_id="v",
+                scorer=chosen,
+            )
+            for chosen in (None, scorer)
+        )
+        assert at_once == one_by_one
+    cached = (scorer._crosses, scorer._coarse, scorer._tallies)
+    assert max(len(vectors) for vectors in cached) == 5

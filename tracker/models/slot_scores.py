@@ -20,6 +20,7 @@ catalogues and models.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from river.utils.math import sigmoid
@@ -41,6 +42,10 @@ from tracker.models.learner import ClickModel
 # (bench/decision_cpu.py, docs/BENCHMARKS.md, decide() one by one against at once: 9 offers
 # 124 against 151 µs, 17 offers 196 against 182 µs, 33 offers 340 against 241 µs).
 AT_ONCE_FROM = 16
+# Vectors kept per scorer and kind (crosses, coarse features, tallies by strongest interest). Their
+# keys come from requests and profiles (a page category, say), so a stream of made-up ones must
+# not grow a scorer without bound: past this many, a vector is computed for its request only.
+CACHED_VECTORS_MAX = 1024
 
 
 class SlotScorer:
@@ -147,7 +152,7 @@ class SlotScorer:
         if found is None:
             weights = self._weights
             found = np.array([weights.get(cross_name(offer.id, suffix), 0.0) for offer in self.offers])
-            self._crosses[suffix] = found
+            _keep(self._crosses, suffix, found)
         return found
 
     def _coarse_weights(self, k: int, suffix: str) -> np.ndarray:
@@ -160,7 +165,7 @@ class SlotScorer:
                     for c in self._coarse_categories
                 ]
             )
-            self._coarse[k, suffix] = found
+            _keep(self._coarse, (k, suffix), found)
         return found
 
     def _tally(self, top: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -168,8 +173,13 @@ class SlotScorer:
         if found is None:
             counts = [self.model.tally(tally_key(offer.id, top)) for offer in self.offers]
             found = (np.array([c[0] for c in counts]), np.array([c[1] for c in counts]))
-            self._tallies[top] = found
+            _keep(self._tallies, top, found)
         return found
+
+
+def _keep(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(cache) < CACHED_VECTORS_MAX:
+        cache[key] = value
 
 
 class SlotScorers:
