@@ -58,7 +58,8 @@ class DecisionLog:
         self._metrics = metrics
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=max_queued)
         self._task: asyncio.Task[None] | None = None
-        # Set once the drain task found the producer connected (cleared by stop()).
+        # Set once the drain task found the producer connected and handed it the queue (cleared by
+        # stop()): from then on log() sends each record itself and nothing is queued any more.
         self._draining = False
         metrics.decision_queue_depth.set_function(self._queue.qsize)
 
@@ -74,10 +75,10 @@ class DecisionLog:
     def log(self, record: dict[str, Any]) -> None:
         """Queue one decision record; never blocks, never raises.
 
-        Once the producer is connected and nothing waits in the queue, the record goes straight
-        to the producer's own queue (librdkafka's ``produce`` never blocks either): a hop through
-        the drain task would wake it once per decision, a task step on every offer request."""
-        if self._draining and self._queue.empty():
+        Once the producer is connected and the queue handed over, the record goes straight to the
+        producer's own queue (librdkafka's ``produce`` never blocks either): a hop through a
+        task would wake it once per decision, a task step on every offer request."""
+        if self._draining:
             self._send(record)
             return
         try:
@@ -114,11 +115,8 @@ class DecisionLog:
         await self._producer.wait_connected()
         while not self._queue.empty():  # what came while connecting, before any later record
             self._send(self._queue.get_nowait())
+        # No await since the queue was emptied: log() takes over with nothing left behind.
         self._draining = True
-        while True:
-            self._send(await self._queue.get())
-            while not self._queue.empty():  # everything queued meanwhile, without a loop turn each
-                self._send(self._queue.get_nowait())
 
     def _send(self, record: dict[str, Any]) -> None:
         try:
@@ -134,7 +132,7 @@ class DecisionLog:
             log.debug("decision log: record refused: %s", exc)
             self._metrics.decisions_dropped.labels(reason="kafka_error").inc()
         except Exception:
-            # A bug here must not kill the drain task: every later decision would be lost silently.
+            # A bug here must not escape: log() must never raise, and the drain task must hand over the rest.
             log.exception("decision log: unexpected error while sending a record")
             self._metrics.decisions_dropped.labels(reason="kafka_error").inc()
 
