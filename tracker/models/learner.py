@@ -300,7 +300,7 @@ class ClickModel:
         self._tallies = {}
         self._ceilings.clear()
         if shrink != 1.0:
-            weights = self._lr._weights.to_dict()
+            weights = self.weights()
             self._lr._weights = utils.VectorDict({name: w * shrink for name, w in weights.items()})
         self._version = None
 
@@ -389,7 +389,7 @@ class ClickModel:
         state = {
             "intercept": self._lr.intercept,
             "n_iterations": self._lr.optimizer.n_iterations,
-            "weights": self._lr._weights.to_dict(),
+            "weights": self.weights(),
             "explore_from": self._explore_from,
             "restarts": self._restarts,
         }
